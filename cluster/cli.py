@@ -1,0 +1,378 @@
+"""The ``moelaw`` command-line program: a thin layer over the Python API.
+
+    moelaw sweep SPEC            run a sweep on Ray (cluster.sweep.run_sweep)
+    moelaw train ...             train one configuration (cluster.runner.execute)
+    moelaw discover              fit the reference law and discover one (discover.pipeline)
+    moelaw fit                   fit one law (discover.fit.fit_law)
+    moelaw compare               laws x metrics on one dataset and split (discover.compare)
+    moelaw export                write a discovered law as sympy, LaTeX and JSON (discover.export)
+    moelaw report                print a saved discovery (Pareto front, chosen law, comparison)
+    moelaw data                  import public data into a store; summarise a store
+
+Each subcommand imports only what it needs, so ``moelaw discover`` runs without torch or Ray.
+Errors a user can fix end the program with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from results.errors import InputError
+
+EXIT_USER_ERROR = 2
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# ----------------------------------------------------------------------------------------------
+# sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cluster.spec import describe, load_spec, plan
+    from cluster.sweep import pending_runs, run_sweep
+    from results.store import Store
+
+    spec = load_spec(args.spec)
+    store = Store(args.store or spec.store, create=True)
+    if args.dry_run:
+        todo = {p.run_id for p in pending_runs(spec, store)}
+        for p in plan(spec):
+            state = "todo" if p.run_id in todo else "stored"
+            print(f"{p.run_id}  {state:6s}  seed={p.seed}  {describe(p.point)}")
+        print(f"{len(todo)} of {len(plan(spec))} runs to train into {store.path}")
+        return 0
+
+    bar = _progress_bar(len(pending_runs(spec, store)), args.quiet)
+    counts = {"running": 0, "failed": 0}
+
+    def on_update(event, planned, record):
+        if bar is None:
+            return
+        if event == "start":
+            return
+        counts["failed"] += event == "failed"
+        bar.update(1)
+        bar.set_postfix(failed=counts["failed"], last=f"{planned.run_id} {event}", refresh=True)
+
+    summary = run_sweep(
+        spec, store=store, address=args.address, workers=args.workers, on_update=on_update
+    )
+    if bar is not None:
+        bar.close()
+    print(
+        f"sweep '{spec.name}': {summary.planned} planned, {summary.skipped} already stored, "
+        f"{summary.done} trained, {len(summary.failed)} failed ({summary.wall_time_s:.0f} s); "
+        f"store: {store.path}"
+    )
+    for run_id, error in summary.failed.items():
+        print(f"  failed {run_id}: {error}")
+    return 1 if summary.failed else 0
+
+
+def _progress_bar(total: int, quiet: bool):
+    if quiet or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", desc="training", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cluster.runner import execute
+    from cluster.spec import parse_spec, plan
+    from results.store import Store
+
+    point = {k: v for k, v in vars(args).items() if k in _TRAIN_POINT_KEYS and v is not None}
+    doc = {
+        "name": args.source,
+        "seeds": [args.seed],
+        "data": {"files": [str(Path(f).resolve()) for f in args.data]},
+        "defaults": point,
+    }
+    spec = parse_spec(doc, base_dir=Path.cwd())
+    (planned,) = plan(spec)
+    store = Store(args.store, create=True) if args.store else None
+    if store is not None and planned.run_id in store.ids() and not args.force:
+        print(f"run {planned.run_id} is already in {store.path}; pass --force to train it again")
+        return 0
+
+    record = execute(
+        planned.run_config.to_dict(),
+        planned.run_id,
+        args.source,
+        planned.achieved,
+        device=args.device,
+    )
+    if store is not None:
+        store.write(record)
+    achieved = ", ".join(f"{k}={getattr(record, k):.4g}" for k in ("N", "Na", "D", "G", "S", "E"))
+    if record.status != "ok":
+        print(f"run {record.run_id} failed: {record.error.splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"run {record.run_id}: {achieved}")
+    print(f"validation loss {record.loss:.4f} nats/byte in {record.wall_time_s:.1f} s")
+    return 0
+
+
+_TRAIN_POINT_KEYS = (
+    "N",
+    "Na",
+    "Na_ratio",
+    "D",
+    "G",
+    "S",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "seq_len",
+    "batch_size",
+    "lr",
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# discover, fit, compare, export, report
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from discover.workflow import run_discover
+
+    outcome = run_discover(
+        source=args.data,
+        inputs=_names(args.inputs) if args.inputs else None,
+        target=args.target,
+        reference=args.law,
+        holdout_factor=args.holdout_factor,
+        holdout_quantile=args.holdout_quantile,
+        max_constants=args.max_constants,
+        seeds=[int(s) for s in _names(args.seeds)],
+        time_limit=args.time_limit,
+        out_dir=args.out,
+    )
+    if args.json:
+        print(json.dumps(outcome.to_json(), indent=2))
+    else:
+        print(outcome.format())
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from discover.workflow import run_fit
+
+    outcome = run_fit(
+        source=args.data,
+        law=args.law,
+        formula=args.formula,
+        inputs=_names(args.inputs) if args.inputs else None,
+        target=args.target,
+        holdout_factor=args.holdout_factor,
+        holdout_quantile=args.holdout_quantile,
+        out_dir=args.out,
+    )
+    print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from discover.workflow import run_compare
+
+    outcome = run_compare(
+        source=args.data,
+        laws=_names(args.laws),
+        target=args.target,
+        holdout_factor=args.holdout_factor,
+        holdout_quantile=args.holdout_quantile,
+    )
+    print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from discover.workflow import export_saved
+
+    paths = export_saved(args.result, args.out)
+    for kind, path in paths.items():
+        print(f"{kind:8s} {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from discover.workflow import load_outcome
+
+    outcome = load_outcome(args.result)
+    print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from results.store import Store
+
+    if args.data_command == "import-clark":
+        from results.clark import import_clark2022
+
+        store = Store(args.store, create=True)
+        written = import_clark2022(args.path, store)
+        print(f"imported {written} new runs from {args.path} into {store.path}")
+        return 0
+
+    from discover.data import load_table
+    from discover.workflow import summarize
+
+    table = load_table(args.source)
+    print(summarize(table))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _add_split_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default=None,
+        help="store folder, .parquet or .csv file (default: the bundled study)",
+    )
+    p.add_argument("--target", default="loss", help="column to predict (default: loss)")
+    p.add_argument(
+        "--holdout-factor",
+        default="N",
+        help="hold out the runs with the largest values of this column (default: N)",
+    )
+    p.add_argument(
+        "--holdout-quantile",
+        type=float,
+        default=0.2,
+        help="fraction of runs held out for extrapolation (default: 0.2)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moelaw",
+        description="Discover joint scaling laws for Mixture-of-Experts language models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="train every configuration of a sweep spec on Ray")
+    p.add_argument("spec", help="sweep spec (TOML)")
+    p.add_argument("--store", help="results store (default: the spec's `store`)")
+    p.add_argument("--address", help="address of an existing Ray cluster (default: a local one)")
+    p.add_argument(
+        "--workers", type=int, help="worker slots of the local Ray (default: one per core)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the runs and whether each is stored"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("train", help="train one MoE configuration")
+    p.add_argument("--data", nargs="+", required=True, help="text files (bytes are the tokens)")
+    p.add_argument("--N", type=float, required=True, help="total non-embedding parameters")
+    p.add_argument("--Na", type=float, help="activated non-embedding parameters")
+    p.add_argument("--Na-ratio", dest="Na_ratio", type=float, help="Na / N instead of --Na")
+    p.add_argument("--D", type=float, required=True, help="training tokens (bytes)")
+    p.add_argument("--G", type=int, default=2, help="routed experts per token (default 2)")
+    p.add_argument("--S", type=float, default=0.0, help="shared-expert ratio (default 0)")
+    p.add_argument("--d-model", dest="d_model", type=int, help="model width (default 64)")
+    p.add_argument("--n-layers", dest="n_layers", type=int, help="layers (default 2)")
+    p.add_argument("--n-heads", dest="n_heads", type=int, help="attention heads (default 4)")
+    p.add_argument("--seq-len", dest="seq_len", type=int, help="sequence length (default 128)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="sequences per step (16)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--store", help="store the result in this results store")
+    p.add_argument("--source", default="manual", help="source name stored with the run")
+    p.add_argument("--force", action="store_true", help="train even if the run is stored")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("discover", help="fit the reference law and discover a law; print both")
+    _add_split_options(p)
+    p.add_argument("--inputs", help="comma-separated input columns (default: factors that vary)")
+    p.add_argument("--law", default="moe_joint", help="reference law to compare against")
+    p.add_argument("--max-constants", type=int, default=8, help="most constants a law may have")
+    p.add_argument("--seeds", default="0", help="comma-separated search seeds (default 0)")
+    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per search seed")
+    p.add_argument("--out", default="out/discover", help="folder for the result and its exports")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("fit", help="fit one law (by name or formula) and report its metrics")
+    _add_split_options(p)
+    p.add_argument("--law", help="name of a published law (see `moelaw compare --laws list`)")
+    p.add_argument("--formula", help="a formula such as 'L0 + A*N**(-alpha)'; parsed without eval")
+    p.add_argument("--inputs", help="input columns of --formula (default: factor names it uses)")
+    p.add_argument("--out", help="folder to export the fitted law to")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("compare", help="laws x metrics on one dataset and split")
+    _add_split_options(p)
+    p.add_argument("--laws", default="all", help="comma-separated law names, or 'all'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="write a saved law as sympy (srepr, plain), LaTeX and JSON")
+    p.add_argument(
+        "result",
+        nargs="?",
+        default="out/discover/discovery.json",
+        help="a discovery.json written by `moelaw discover`",
+    )
+    p.add_argument("--out", default="out/export", help="folder to write to")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="print a saved discovery: front, chosen law, comparison")
+    p.add_argument("result", nargs="?", default="out/discover/discovery.json")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("data", help="import public data; summarise a store or table")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("import-clark", help="import Clark et al. 2022 routed-model curves")
+    q.add_argument("path", help="curves.csv.gz from the scaling_laws_for_routing repository")
+    q.add_argument("--store", required=True, help="results store to import into")
+    q = data_sub.add_parser("show", help="summarise a store or table")
+    q.add_argument("source", nargs="?", default=None, help="default: the bundled study")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``moelaw`` program; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"moelaw {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"moelaw {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

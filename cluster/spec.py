@@ -1,0 +1,362 @@
+"""Sweep specifications: a TOML file that lists the training runs of a study.
+
+A spec names factor targets and training settings; :func:`load_spec` reads and checks it and
+:func:`expand` turns it into concrete runs (a :class:`trainer.config.RunConfig` and a run id each)
+before anything trains, so an unknown key or an impossible combination stops the sweep at once.
+
+The format, with every section optional except ``name``, ``data`` and at least one point::
+
+    name = "cpu-moe-v1"          # recorded as each run's `source`
+    store = "."                  # results store, relative to this file (default "<name>-runs")
+    seeds = [0]                  # every point is trained once per seed
+
+    [data]
+    files = ["../corpus/austen.txt"]   # text files, relative to this file; bytes are the tokens
+    val_fraction = 0.05                # the last 5% of each file is the fixed validation slice
+
+    [defaults]                   # shared by every point: factor targets, architecture, training
+    N = 1.0e6                    # total non-embedding parameters
+    Na = 3.0e5                   # activated non-embedding parameters per token
+    Na_ratio = 0.3               # alternative to Na: Na = Na_ratio * N
+    D = 2.0e6                    # training tokens (bytes)
+    G = 2                        # routed experts activated per token (top-k)
+    S = 0.0                      # shared-expert ratio n_shared / (n_shared + G)
+    d_model = 64
+    n_layers = 2
+    n_heads = 4
+    seq_len = 128
+    batch_size = 16
+    lr = 3e-3
+
+    [grid]                       # full factorial, applied around every base
+    D = [1e6, 2e6, 4e6]
+
+    [oat]                        # one factor at a time, around every base
+    G = [1, 2, 4, 8]
+    S = [0.0, 0.25, 0.5]
+
+    [[base]]                     # base configurations; each overrides [defaults]
+    N = 5.0e5
+    d_model = 48
+
+    [[base]]
+    N = 2.0e6
+    d_model = 96
+    [base.oat]                   # a base's own grid / oat replace the global ones for it
+    G = [1, 8]
+
+Points that come out identical (for instance the base itself, reached from ``grid`` and from
+``oat``) are trained once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from results.errors import InputError
+
+FACTOR_KEYS = ("N", "Na", "Na_ratio", "D", "G", "S")
+ARCH_KEYS = ("d_model", "n_layers", "n_heads", "seq_len")
+TRAIN_KEYS = (
+    "batch_size",
+    "lr",
+    "warmup_frac",
+    "decay_frac",
+    "min_lr_frac",
+    "weight_decay",
+    "grad_clip",
+    "aux_loss_coef",
+    "eval_every",
+    "eval_tokens",
+)
+POINT_KEYS = FACTOR_KEYS + ARCH_KEYS + TRAIN_KEYS
+TOP_KEYS = ("name", "store", "seeds", "data", "defaults", "base", "grid", "oat")
+DATA_KEYS = ("files", "val_fraction")
+
+# Settings a point gets when neither [defaults] nor a base gives them.
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "G": 2,
+    "S": 0.0,
+    "d_model": 64,
+    "n_layers": 2,
+    "n_heads": 4,
+    "seq_len": 128,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "warmup_frac": 0.05,
+    "decay_frac": 0.2,
+    "min_lr_frac": 0.1,
+    "weight_decay": 0.1,
+    "grad_clip": 1.0,
+    "aux_loss_coef": 0.01,
+    "eval_every": 0,
+    "eval_tokens": 65536,
+}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A checked sweep specification.
+
+    Attributes
+    ----------
+    name : str
+        The study's name, stored as each run's ``source``.
+    path : Path or None
+        The spec file, if it was read from one.
+    store : Path
+        The results store the sweep writes to.
+    seeds : tuple of int
+        Every point is trained once per seed.
+    files : tuple of Path
+        Text files whose bytes are the training tokens.
+    val_fraction : float
+        Fraction at the end of each file held out for validation.
+    points : tuple of dict
+        The settings of every point, before seeds are applied (duplicates removed).
+    """
+
+    name: str
+    path: Path | None
+    store: Path
+    seeds: tuple[int, ...]
+    files: tuple[Path, ...]
+    val_fraction: float
+    points: tuple[dict, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of a sweep: its settings, its resolved configuration and its id."""
+
+    point: dict
+    seed: int
+    run_config: Any  # trainer.config.RunConfig
+    run_id: str
+    achieved: dict
+    cost: float  # estimated training FLOPs, for ordering
+
+
+def _refuse_unknown(keys: Iterable[str], allowed: Iterable[str], where: str) -> None:
+    allowed = list(allowed)
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise InputError(
+                f"unknown key '{key}' in {where}.{hint} Valid keys: {', '.join(allowed)}."
+            )
+
+
+def _check_point_values(point: Mapping[str, Any], where: str) -> None:
+    for key, value in point.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(
+                f"{where}: '{key}' must be a number, got {value!r}; write it without quotes."
+            )
+
+
+def _check_lists(table: Any, where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise InputError(f"[{where}] must be a table of lists, got {table!r}.")
+    _refuse_unknown(table, POINT_KEYS, f"[{where}]")
+    for key, values in table.items():
+        if not isinstance(values, list) or not values:
+            raise InputError(
+                f"[{where}] '{key}' must be a non-empty list of values, got {values!r}; "
+                f"write for example {key} = [1, 2, 4]."
+            )
+        for value in values:
+            _check_point_values({key: value}, f"[{where}] {key}")
+
+
+def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = None) -> SweepSpec:
+    """Check a parsed spec document and turn it into a :class:`SweepSpec`.
+
+    Parameters
+    ----------
+    doc : mapping
+        The TOML document as a dictionary.
+    base_dir : Path
+        Folder that relative paths in the spec are taken from (the spec file's folder).
+    path : Path, optional
+        The spec file, for messages and provenance.
+
+    Raises
+    ------
+    InputError
+        On an unknown key, a value of the wrong type, or a missing section.
+    """
+    where = str(path) if path else "the spec"
+    _refuse_unknown(doc, TOP_KEYS, where)
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(
+            f"{where}: 'name' is missing or empty; add a line like name = \"my-study\"."
+        )
+
+    # 1. Data files, resolved against the spec's folder and checked to exist.
+    data = doc.get("data")
+    if not isinstance(data, Mapping) or not data.get("files"):
+        raise InputError(f'{where}: [data] files is missing; add files = ["path/to/text.txt"].')
+    _refuse_unknown(data, DATA_KEYS, f"[data] of {where}")
+    files = tuple((base_dir / f).resolve() for f in data["files"])
+    val_fraction = float(data.get("val_fraction", 0.05))
+
+    # 2. Seeds and the store.
+    seeds = doc.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise InputError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}.")
+    store = (base_dir / doc.get("store", f"{name}-runs")).resolve()
+
+    # 3. Points: defaults, bases, then grid and one-factor-at-a-time around each base.
+    defaults = dict(doc.get("defaults", {}))
+    _refuse_unknown(defaults, POINT_KEYS, f"[defaults] of {where}")
+    _check_point_values(defaults, f"[defaults] of {where}")
+    bases = doc.get("base", [{}])
+    if isinstance(bases, Mapping):
+        bases = [bases]
+    grid = dict(doc.get("grid", {}))
+    oat = dict(doc.get("oat", {}))
+    _check_lists(grid, "grid")
+    _check_lists(oat, "oat")
+    points = []
+    for i, base in enumerate(bases):
+        base = dict(base)
+        base_grid = base.pop("grid", grid)
+        base_oat = base.pop("oat", oat)
+        label = f"[[base]] #{i + 1} of {where}"
+        _refuse_unknown(base, POINT_KEYS, label)
+        _check_point_values(base, label)
+        _check_lists(base_grid, f"base.grid of {label}")
+        _check_lists(base_oat, f"base.oat of {label}")
+        points += _expand_points({**BUILTIN_DEFAULTS, **defaults, **base}, base_grid, base_oat)
+    points = _unique(points)
+    return SweepSpec(name, path, store, tuple(seeds), files, val_fraction, tuple(points))
+
+
+def _expand_points(center: dict, grid: dict, oat: dict) -> list[dict]:
+    points = []
+    if grid:
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            points.append({**center, **dict(zip(keys, values, strict=True))})
+    else:
+        points.append(dict(center))
+    for key, values in oat.items():
+        for value in values:
+            points.append({**center, key: value})
+    return points
+
+
+def _unique(points: list[dict]) -> list[dict]:
+    """Drop repeated points, keeping the first of each."""
+    unique: dict[tuple, dict] = {}
+    for point in points:
+        unique.setdefault(tuple(sorted(point.items())), point)
+    return list(unique.values())
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and check a sweep spec file (TOML). See the module docstring for the format."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"sweep spec '{path}' does not exist; pass the path of a .toml spec file.")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"sweep spec '{path}' is not valid TOML: {exc}.") from None
+    return parse_spec(doc, base_dir=path.parent.resolve(), path=path.resolve())
+
+
+def _factor_targets(point: Mapping[str, Any], where: str) -> tuple[float, float]:
+    if "N" not in point:
+        raise InputError(f"{where}: no N (total non-embedding parameters); set N in [defaults].")
+    n_total = float(point["N"])
+    if "Na_ratio" in point and "Na" in point:
+        raise InputError(f"{where}: both Na and Na_ratio are set; give one of them.")
+    if "Na_ratio" in point:
+        return n_total, float(point["Na_ratio"]) * n_total
+    if "Na" not in point:
+        raise InputError(f"{where}: no Na or Na_ratio; set one in [defaults].")
+    return n_total, float(point["Na"])
+
+
+def describe(point: Mapping[str, Any]) -> str:
+    """A short description of a point's factors, for messages and progress lines."""
+    keys = [k for k in FACTOR_KEYS if k in point]
+    return ", ".join(f"{k}={point[k]:g}" for k in keys)
+
+
+def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedRun:
+    """Resolve one point of a spec into a run configuration, refusing impossible targets."""
+    from trainer.accounting import flops_per_token
+    from trainer.config import RunConfig, TrainConfig
+    from trainer.solve import solve_architecture
+
+    where = f"point ({describe(point)})"
+    if "D" not in point:
+        raise InputError(f"{where}: no D (training tokens); set D in [defaults].")
+    n_total, n_active = _factor_targets(point, where)
+
+    # 1. The architecture that realises the factor targets.
+    try:
+        solution = solve_architecture(
+            n_total,
+            n_active,
+            int(point["G"]),
+            float(point["S"]),
+            d_model=int(point["d_model"]),
+            n_layers=int(point["n_layers"]),
+            n_heads=int(point["n_heads"]),
+            seq_len=int(point["seq_len"]),
+        )
+    except InputError as exc:
+        raise InputError(f"{where} of {spec.path or spec.name}: {exc}") from None
+
+    # 2. Training settings.
+    train_kwargs = {k: point[k] for k in TRAIN_KEYS if k in point}
+    for key in ("batch_size", "eval_every", "eval_tokens"):
+        if key in train_kwargs:
+            train_kwargs[key] = int(train_kwargs[key])
+    train = TrainConfig(
+        tokens=int(point["D"]),
+        seed=int(seed),
+        data=tuple(str(f) for f in spec.files),
+        val_fraction=spec.val_fraction,
+        **train_kwargs,
+    )
+    run = RunConfig(model=solution.model, train=train)
+
+    from results.schema import run_id
+
+    cost = flops_per_token(solution.model) * train.tokens
+    return PlannedRun(dict(point), int(seed), run, run_id(run.identity()), solution.achieved, cost)
+
+
+def plan(spec: SweepSpec) -> list[PlannedRun]:
+    """Every run of a spec (points × seeds), checked, each with its run id; duplicates removed.
+
+    Raises
+    ------
+    InputError
+        If any point is impossible; nothing has run yet when this is raised.
+    """
+    for f in spec.files:
+        if not f.is_file():
+            raise InputError(
+                f"data file '{f}' of sweep '{spec.name}' does not exist; fix [data] files "
+                "(paths are relative to the spec file)."
+            )
+    runs: dict[str, PlannedRun] = {}
+    for point in spec.points:
+        for seed in spec.seeds:
+            planned = plan_point(point, seed, spec)
+            runs.setdefault(planned.run_id, planned)
+    return list(runs.values())

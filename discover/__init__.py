@@ -1,0 +1,58 @@
+"""Fit, discover, check and export scaling laws for Mixture-of-Experts language models.
+
+Symbols and columns. The paper's factors are sympy symbols of the same name and, in every table, columns
+of the same name; the measured loss is the column ``loss`` (nats per token, per byte for byte-level
+models):
+
+======  ======================================================================  ==============
+symbol  meaning                                                                 column
+======  ======================================================================  ==============
+N       total non-embedding parameters                                          ``N``
+Na      activated non-embedding parameters per token                            ``Na``
+D       training tokens                                                         ``D``
+G       routed experts activated per token (top-k)                              ``G``
+S       shared-expert ratio, shared / (shared + activated routed experts)       ``S``
+E       routed experts                                                          ``E``
+======  ======================================================================  ==============
+
+Because ``E`` is the expert count, an irreducible-loss constant is called ``L0`` (``epsilon`` in the
+joint MoE law), never ``E``.
+
+Example::
+
+    from discover import fit_law, get_law, load_table
+    table = load_table("runs.parquet")
+    fit = fit_law(get_law("moe_joint"), table)
+    fit.params, fit.metrics(table), fit.sympy()
+"""
+
+from discover.data import check_table, load_table
+from discover.export import export_law
+from discover.fit import FitConvergenceWarning, FitResult, fit_law
+from discover.formula import FACTORS, parse_formula, symbol
+from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
+from discover.metrics import extrapolation_split, mape, r2, rmse, scores
+from discover.optima import optimum
+
+__all__ = [
+    "FACTORS",
+    "LAWS",
+    "Bounds",
+    "FitConvergenceWarning",
+    "FitResult",
+    "Law",
+    "check_table",
+    "export_law",
+    "extrapolation_split",
+    "fit_law",
+    "get_law",
+    "law_from_expr",
+    "load_table",
+    "mape",
+    "optimum",
+    "parse_formula",
+    "r2",
+    "rmse",
+    "scores",
+    "symbol",
+]

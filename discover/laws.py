@@ -1,0 +1,284 @@
+"""The library of scaling laws: each a sympy expression, its inputs, and bounds for its constants.
+
+Inputs are the paper's factors (``N, Na, D, G, S, E``; see :mod:`discover`), constants are every other
+symbol of the expression. A constant's :class:`Bounds` say where the fitter searches for it and how:
+``positive=True`` constants are searched and fitted in log space, the others on a linear scale.
+
+Units, for every law below: ``N`` and ``Na`` count non-embedding parameters, ``D`` counts training
+tokens, ``G`` and ``E`` count experts, ``S`` is a ratio, and the loss is in nats per token (per byte for
+the byte-level models moelaw trains).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import sympy
+
+from discover.formula import canonical, parse_formula, symbol
+from results.errors import InputError
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Search interval of one constant.
+
+    Parameters
+    ----------
+    lo, hi : float
+        Lower and upper bound, ``lo < hi``.
+    positive : bool, default False
+        Search and fit the constant in log space; then ``0 < lo`` is required.
+    """
+
+    lo: float
+    hi: float
+    positive: bool = False
+
+    def __post_init__(self):
+        if not self.lo < self.hi:
+            raise InputError(f"bounds need lo < hi, got lo={self.lo}, hi={self.hi}")
+        if self.positive and self.lo <= 0:
+            raise InputError(
+                f"a positive (log-space) constant needs lo > 0, got lo={self.lo}; "
+                "use positive=False for a constant that may be zero or negative"
+            )
+
+
+_UNITS = {
+    "N": "non-embedding parameters",
+    "Na": "activated non-embedding parameters per token",
+    "D": "training tokens",
+    "G": "routed experts activated per token (top-k)",
+    "S": "shared-expert ratio, shared / (shared + activated routed)",
+    "E": "routed experts",
+}
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: ``loss = expr(inputs; constants)``.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, e.g. ``"chinchilla"``.
+    expr : sympy.Expr
+        The law, built from :func:`discover.formula.symbol` symbols.
+    inputs : tuple of str
+        Names of the input symbols (data columns by default).
+    constants : dict of str to Bounds
+        The constants to fit, in a fixed order, with their search bounds.
+    reference : dict or None
+        Published values of the constants, if any.
+    doc : str
+        What the law is and where it comes from.
+    units : dict of str to str
+        Unit of each input.
+    assumptions : tuple of str
+        What the law assumes about the inputs.
+    """
+
+    name: str
+    expr: sympy.Expr
+    inputs: tuple[str, ...]
+    constants: dict[str, Bounds]
+    reference: dict | None = None
+    doc: str = ""
+    units: dict[str, str] = field(default_factory=dict)
+    assumptions: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        free = {s.name for s in self.expr.free_symbols}
+        declared = set(self.inputs) | set(self.constants)
+        if free != declared:
+            raise InputError(
+                f"law {self.name!r}: its expression uses {sorted(free)} but inputs + constants are "
+                f"{sorted(declared)}; declare every symbol exactly once"
+            )
+        if set(self.inputs) & set(self.constants):
+            raise InputError(
+                f"law {self.name!r}: {sorted(set(self.inputs) & set(self.constants))} "
+                "are both inputs and constants"
+            )
+
+    @property
+    def n_constants(self) -> int:
+        """Number of fitted constants."""
+        return len(self.constants)
+
+    @property
+    def symbols(self) -> dict[str, sympy.Symbol]:
+        """Every symbol of the law by name, inputs first."""
+        return {name: symbol(name) for name in (*self.inputs, *self.constants)}
+
+    @property
+    def positive_inputs(self) -> tuple[str, ...]:
+        """Inputs that appear under a logarithm or as the base of a non-integer power."""
+        return tuple(n for n in self.inputs if _needs_positive(self.expr, symbol(n)))
+
+    def with_inputs(self, mapping: dict[str, str]) -> Law:
+        """Return the law with input symbols renamed, e.g. ``{"N": "Na"}`` to use activated parameters.
+
+        The expression itself is rewritten, so the renamed law prints, exports and fits with the new
+        names. To read an input from a differently named column without renaming it, pass
+        ``columns=`` to :func:`discover.fit.fit_law` instead.
+        """
+        unknown = set(mapping) - set(self.inputs)
+        if unknown:
+            raise InputError(
+                f"law {self.name!r} has no input(s) {sorted(unknown)}; its inputs are {list(self.inputs)}"
+            )
+        renamed = tuple(mapping.get(n, n) for n in self.inputs)
+        if len(set(renamed)) != len(renamed) or set(renamed) & set(self.constants):
+            raise InputError(
+                f"renaming {mapping} makes law {self.name!r} use one name twice ({list(renamed)}); "
+                "choose names not already used by the law"
+            )
+        expr = self.expr.xreplace({symbol(o): symbol(n) for o, n in mapping.items()})
+        units = {mapping.get(k, k): v for k, v in self.units.items()}
+        return dataclasses.replace(self, expr=expr, inputs=renamed, units=units)
+
+    def with_bounds(self, **bounds: Bounds) -> Law:
+        """Return the law with the bounds of some constants replaced."""
+        unknown = set(bounds) - set(self.constants)
+        if unknown:
+            raise InputError(
+                f"law {self.name!r} has no constant(s) {sorted(unknown)}; "
+                f"its constants are {list(self.constants)}"
+            )
+        return dataclasses.replace(self, constants={**self.constants, **bounds})
+
+    def substitute(self, params: dict[str, float]) -> sympy.Expr:
+        """The expression with constants replaced by full-precision numbers."""
+        values = {symbol(k): sympy.Float(float(v), 17) for k, v in params.items()}
+        return self.expr.xreplace(values)
+
+
+def _needs_positive(expr: sympy.Expr, x: sympy.Symbol) -> bool:
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.log) and node.has(x):
+            return True
+        if isinstance(node, sympy.Pow) and node.base.has(x) and not node.exp.is_integer:
+            return True
+    return False
+
+
+# Default search bounds by the role a constant plays in a law.
+EXPONENT = Bounds(0.0, 2.0)
+SCALE = Bounds(1e-4, 1e8, positive=True)
+IRREDUCIBLE = Bounds(0.0, 10.0)
+SIGNED = Bounds(-100.0, 100.0)
+_EXPONENT_NAMES = {"alpha", "beta", "gamma", "delta", "kappa", "nu", "rho", "tau", "p", "q"}
+
+
+def default_bounds(name: str) -> Bounds:
+    """Bounds for a constant of a custom law: exponents by their Greek name, else signed."""
+    if name in _EXPONENT_NAMES or name.rstrip("0123456789_") in _EXPONENT_NAMES:
+        return EXPONENT
+    return SIGNED
+
+
+def law_from_expr(expr, inputs, name="custom", bounds=None, doc="") -> Law:
+    """Make a :class:`Law` from an expression; its constants are the free symbols that are not inputs.
+
+    Parameters
+    ----------
+    expr : sympy.Expr or str
+        The law. Text is read with :func:`discover.formula.parse_formula` (never ``eval``).
+    inputs : sequence of str
+        Names of the input symbols.
+    name : str, default "custom"
+    bounds : dict of str to Bounds, optional
+        Bounds for some or all constants; the rest get :func:`default_bounds`.
+    doc : str, optional
+
+    Returns
+    -------
+    Law
+    """
+    expr = parse_formula(expr) if isinstance(expr, str) else canonical(sympy.sympify(expr))
+    inputs = tuple(inputs)
+    names = sorted(s.name for s in expr.free_symbols if s.name not in inputs)
+    bounds = dict(bounds or {})
+    unknown = set(bounds) - set(names)
+    if unknown:
+        raise InputError(f"bounds given for {sorted(unknown)}, which are not constants of {expr}")
+    used = {s.name for s in expr.free_symbols}
+    inputs = tuple(n for n in inputs if n in used)
+    constants = {n: bounds.get(n, default_bounds(n)) for n in names}
+    units = {n: _UNITS[n] for n in inputs if n in _UNITS}
+    return Law(name, expr, inputs, constants, None, doc, units)
+
+
+def _moe_joint() -> Law:
+    expr = parse_formula(
+        "(e*G + f/G + m*S**2 + n*S) * (N**(-alpha) + k*Na**(-alpha) + h*Na/N)"
+        " + a*N**(-alpha) + b*D**(-beta) + c*Na**(-alpha) + epsilon"
+    )
+    reference = {
+        "e": 0.1577, "f": 7.2446, "m": 5.1395, "n": -3.2363, "k": 0.0013, "h": 0.0450,
+        "a": 38.051, "alpha": 0.2383, "b": 27129.05, "beta": 0.4694, "c": 31.096, "epsilon": 1.8182,
+    }  # fmt: skip
+    constants = {
+        "e": Bounds(1e-4, 1e2, positive=True),
+        "f": Bounds(1e-3, 1e3, positive=True),
+        "m": SIGNED,
+        "n": SIGNED,
+        "k": Bounds(1e-6, 1e2, positive=True),
+        "h": Bounds(1e-6, 1e2, positive=True),
+        "a": SCALE,
+        "alpha": EXPONENT,
+        "b": SCALE,
+        "beta": EXPONENT,
+        "c": SCALE,
+        "epsilon": IRREDUCIBLE,
+    }
+    doc = (
+        "Joint MoE scaling law of Zhao et al. 2025, 'Towards a Comprehensive Scaling Law of "
+        "Mixture-of-Experts' (arXiv 2509.23678), coefficients from its appendix as quoted by a "
+        "secondary source. G and S enter only through the first bracket, so the optimal G* = sqrt(f/e) "
+        "and S* = -n/(2m) do not depend on N, Na or D."
+    )
+    assumptions = ("Na <= N", "1 <= G", "0 <= S < 1", "fitted on N 1.3e8-3.4e9, D 1e10-5e10")
+    return Law("moe_joint", expr, ("N", "D", "Na", "G", "S"), constants, reference, doc,
+               {k: _UNITS[k] for k in ("N", "D", "Na", "G", "S")}, assumptions)  # fmt: skip
+
+
+def _chinchilla() -> Law:
+    expr = parse_formula("L0 + A/N**alpha + B/D**beta")
+    constants = {"L0": IRREDUCIBLE, "A": SCALE, "alpha": EXPONENT, "B": SCALE, "beta": EXPONENT}
+    reference = {"L0": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
+    doc = (
+        "Chinchilla law of Hoffmann et al. 2022 (arXiv 2203.15556), L = E + A/N^alpha + B/D^beta. The "
+        "irreducible loss is named L0 here because E is the routed-expert count. Reference values are "
+        "the paper's fit (its N counts parameters with embeddings, D training tokens)."
+    )
+    units = {"N": _UNITS["N"], "D": _UNITS["D"]}
+    return Law("chinchilla", expr, ("N", "D"), constants, reference, doc, units)
+
+
+def _moe_powerlaw4() -> Law:
+    expr = parse_formula("L0 + A * N**(-alpha) * E**(-beta)")
+    constants = {"L0": IRREDUCIBLE, "A": SCALE, "alpha": EXPONENT, "beta": EXPONENT}
+    doc = (
+        "Four-constant routed-model law L = L0 + A N^-alpha E^-beta, a bilinear log-space form in the "
+        "spirit of Clark et al. 2022 (arXiv 2202.01169). There N is the dense (activated) model size: "
+        "apply it with law.with_inputs({'N': 'Na'}) or fit_law(..., columns={'N': 'Na'})."
+    )
+    assumptions = ("no saturation in E", "fixed training tokens")
+    units = {"N": _UNITS["N"], "E": _UNITS["E"]}
+    return Law("moe_powerlaw4", expr, ("N", "E"), constants, None, doc, units, assumptions)
+
+
+_REGISTRY = {"moe_joint": _moe_joint, "chinchilla": _chinchilla, "moe_powerlaw4": _moe_powerlaw4}
+LAWS = tuple(_REGISTRY)
+"""Names of the library laws."""
+
+
+def get_law(name: str) -> Law:
+    """Return the library law called ``name`` (one of :data:`LAWS`)."""
+    if name not in _REGISTRY:
+        raise InputError(f"unknown law {name!r}; choose one of {', '.join(LAWS)}")
+    return _REGISTRY[name]()

@@ -1,0 +1,122 @@
+"""Byte-level token streams: training batches and a fixed validation set.
+
+Each text file is read as raw bytes (token = byte, vocabulary 256), memory-mapped. The last
+``val_fraction`` of every file is held out for validation; the held-out slice depends only on the
+file and ``val_fraction``, so it is the same for every run.
+
+* Training windows of seq_len + 1 bytes start at positions drawn uniformly over every file's
+  training part from a ``torch.Generator`` seeded by the run's seed: the same seed gives the same
+  batches. A window never crosses the end of a file.
+* Validation windows are evenly spaced over the held-out slices (no randomness): the same windows
+  for every run and every evaluation with the same data, seq_len and eval_tokens, so validation
+  losses are comparable across runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from results.errors import InputError
+
+
+class ByteData:
+    """Training and validation windows over byte files.
+
+    Args:
+        paths: text files.
+        seq_len: tokens a model sees per window (each window holds seq_len + 1 bytes).
+        val_fraction: held-out tail of each file.
+    """
+
+    def __init__(self, paths, seq_len: int, val_fraction: float) -> None:
+        self.seq_len = seq_len
+        self.train_parts: list[np.ndarray] = []
+        self.val_parts: list[np.ndarray] = []
+        for path in paths:
+            tokens = _read_bytes(path)
+            cut = len(tokens) - math.ceil(len(tokens) * val_fraction)
+            self.train_parts.append(tokens[:cut])
+            self.val_parts.append(tokens[cut:])
+        self._check_lengths(paths)
+
+        # Number of valid window starts per part, and their running totals for lookup.
+        self._train_starts = _start_counts(self.train_parts, seq_len)
+        self._train_offsets = np.cumsum([0, *self._train_starts])
+
+    def _check_lengths(self, paths) -> None:
+        need = self.seq_len + 1
+        for path, tr, va in zip(paths, self.train_parts, self.val_parts, strict=True):
+            if len(tr) < need or len(va) < need:
+                raise InputError(
+                    f"data file {os.fspath(path)!r} is too short: its training part has {len(tr)} "
+                    f"bytes and its validation part {len(va)}, each needs at least seq_len+1="
+                    f"{need}. Use a longer file, a shorter seq_len, or a larger val_fraction."
+                )
+
+    @property
+    def train_tokens(self) -> int:
+        """Bytes available for training (all files)."""
+        return sum(len(p) for p in self.train_parts)
+
+    @property
+    def val_tokens(self) -> int:
+        """Bytes held out for validation (all files)."""
+        return sum(len(p) for p in self.val_parts)
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Draw a batch of training windows.
+
+        Args:
+            batch_size: windows B.
+            generator: the run's generator (advanced by one draw of B integers).
+
+        Returns:
+            (inputs_BT, targets_BT), int64, targets shifted by one byte.
+        """
+        picks = torch.randint(int(self._train_offsets[-1]), (batch_size,), generator=generator)
+        return self._gather(self.train_parts, self._train_offsets, picks.numpy())
+
+    def val_windows(self, eval_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed validation windows: ceil(eval_tokens / seq_len) of them, evenly spaced.
+
+        Returns:
+            (inputs_WT, targets_WT), int64; W windows of seq_len predicted tokens.
+        """
+        counts = _start_counts(self.val_parts, self.seq_len)
+        offsets = np.cumsum([0, *counts])
+        n_windows = math.ceil(eval_tokens / self.seq_len)
+        picks = np.floor(np.arange(n_windows) * (offsets[-1] / n_windows)).astype(np.int64)
+        return self._gather(self.val_parts, offsets, picks)
+
+    def _gather(self, parts, offsets, picks) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cut windows of seq_len + 1 bytes at global start indices ``picks``."""
+        which = np.searchsorted(offsets, picks, side="right") - 1
+        rows = [
+            parts[p][s - offsets[p] : s - offsets[p] + self.seq_len + 1]
+            for p, s in zip(which, picks, strict=True)
+        ]
+        windows = torch.from_numpy(np.stack(rows).astype(np.int64))
+        return windows[:, :-1], windows[:, 1:]
+
+
+def _read_bytes(path) -> np.ndarray:
+    """Memory-map a file as uint8 tokens (plain read for empty files, which mmap refuses)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"data file {os.fspath(path)!r} does not exist or is not a file; fix the path in "
+            f"TrainConfig.data (relative paths resolve against {os.getcwd()!r})."
+        )
+    if p.stat().st_size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    return np.memmap(p, dtype=np.uint8, mode="r")
+
+
+def _start_counts(parts, seq_len: int) -> list[int]:
+    """Valid window starts per part: a window of seq_len + 1 bytes must fit inside it."""
+    return [max(0, len(p) - seq_len) for p in parts]

@@ -1,0 +1,361 @@
+"""Decoder-only Mixture-of-Experts language model.
+
+Shape legend (suffixes on tensor names):
+    B batch, T tokens in a window (seq_len), D model width, H heads, Dh head width,
+    E routed experts, K experts per token (the paper's G), F expert hidden width,
+    N flattened tokens (B·T), M token-expert slots (N·K), V vocabulary, L layers.
+
+Block: x + Attention(RMSNorm(x)), then x + MoE(RMSNorm(x)). Attention is causal with rotary
+positions. The MoE layer routes every token to its K most probable experts among E SwiGLU experts,
+adds n_shared always-on SwiGLU experts (fused into one SwiGLU of width n_shared·F), and reports a
+Switch-style load-balancing loss.
+
+Gates: the K selected softmax probabilities, used as they are by default, or renormalised to sum
+to one with ``ModelConfig.renormalize_gates`` (see that field for why the default is raw).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+_INIT_STD = 0.02
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped matmul: feature detection
+# ---------------------------------------------------------------------------------------------
+
+
+def _grouped_mm_function():
+    """torch's grouped matmul (public name first), or None on versions without one."""
+    fn = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+    return fn
+
+
+@functools.cache
+def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether grouped matmul runs forward and backward on this device type and dtype.
+
+    Probed once with a tiny problem (two groups, one empty), because support differs across torch
+    versions and devices (e.g. CUDA wants bf16; CPU accepts fp32 since 2.13).
+    """
+    fn = _grouped_mm_function()
+    if fn is None:
+        return False
+    try:
+        a = torch.randn(6, 8, device=device_type, dtype=dtype, requires_grad=True)
+        b = torch.randn(2, 8, 8, device=device_type, dtype=dtype, requires_grad=True)
+        offs = torch.tensor([0, 6], device=device_type, dtype=torch.int32)
+        out = _ContiguousGrad.apply(fn(a, b, offs=offs))
+        out.sum().backward()
+        ok = bool(torch.isfinite(b.grad).all())
+    except (RuntimeError, NotImplementedError, TypeError) as err:
+        log.info(
+            "grouped matmul unavailable on %s/%s (%s); using a per-expert loop",
+            device_type,
+            dtype,
+            err,
+        )
+        return False
+    return ok
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous.
+
+    Grouped matmul's backward rejects gradients with zero strides (e.g. from ``out.sum()``).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned gain (no bias).
+
+    Args:
+        d: width D.
+        eps: added to the mean square.
+    """
+
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x_BTD, (x_BTD.shape[-1],), self.weight, self.eps)
+
+
+class SwiGLU(nn.Module):
+    """Dense SwiGLU feed-forward: W2 (silu(W1 x) * (W3 x)), W1 and W3 fused into one matrix.
+
+    Args:
+        d_model: D.
+        d_hidden: hidden width.
+    """
+
+    def __init__(self, d_model: int, d_hidden: int) -> None:
+        super().__init__()
+        self.w13 = nn.Linear(d_model, 2 * d_hidden, bias=False)
+        self.w2 = nn.Linear(d_hidden, d_model, bias=False)
+
+    def forward(self, x_ND: torch.Tensor) -> torch.Tensor:
+        gate, up = self.w13(x_ND).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
+
+
+def _rotary_tables(seq_len: int, head_dim: int, base: float = 10000.0):
+    """cos and sin tables, each (T, Dh/2), for rotary positions."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles_TH = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)
+    return angles_TH.cos(), angles_TH.sin()
+
+
+def _rotate(x_BHTD: torch.Tensor, cos_TH: torch.Tensor, sin_TH: torch.Tensor) -> torch.Tensor:
+    """Apply rotary positions to queries or keys (halves convention)."""
+    x1, x2 = x_BHTD.chunk(2, dim=-1)
+    cos, sin = cos_TH.to(x_BHTD.dtype), sin_TH.to(x_BHTD.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with rotary positions (q, k, v fused; no biases).
+
+    Args:
+        cfg: model configuration.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.wqkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        cos, sin = _rotary_tables(cfg.seq_len, cfg.head_dim)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        B, T, D = x_BTD.shape
+        qkv = self.wqkv(x_BTD).view(B, T, 3, self.n_heads, D // self.n_heads)
+        q_BHTD, k_BHTD, v_BHTD = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q_BHTD = _rotate(q_BHTD, self.cos[:T], self.sin[:T])
+        k_BHTD = _rotate(k_BHTD, self.cos[:T], self.sin[:T])
+        y_BHTD = F.scaled_dot_product_attention(q_BHTD, k_BHTD, v_BHTD, is_causal=True)
+        return self.wo(y_BHTD.transpose(1, 2).reshape(B, T, D))
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixture of experts
+# ---------------------------------------------------------------------------------------------
+
+
+class MoE(nn.Module):
+    """Routed SwiGLU experts (top-K of E) plus always-on shared experts.
+
+    Args:
+        cfg: model configuration (n_experts E, top_k K, n_shared, d_expert F).
+        dispatch: "auto" (grouped matmul when supported, else loop), "grouped" or "loop".
+    """
+
+    def __init__(self, cfg: ModelConfig, dispatch: str = "auto") -> None:
+        super().__init__()
+        if dispatch not in ("auto", "grouped", "loop"):
+            raise ValueError(f"dispatch must be 'auto', 'grouped' or 'loop'; got {dispatch!r}")
+        self.E, self.K, self.F = cfg.n_experts, cfg.top_k, cfg.d_expert
+        self.renormalize = cfg.renormalize_gates
+        self.dispatch = dispatch
+        D = cfg.d_model
+        self.router = nn.Linear(D, self.E, bias=False)
+        self.w13_EDF = nn.Parameter(torch.empty(self.E, D, 2 * self.F))  # F = 2·F here: gate|up
+        self.w2_EFD = nn.Parameter(torch.empty(self.E, self.F, D))
+        self.shared = SwiGLU(D, cfg.n_shared * self.F) if cfg.n_shared else None
+
+    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Route, run experts, combine.
+
+        Args:
+            x_BTD: normalised hidden states.
+
+        Returns:
+            (y_BTD, balance) where balance is the scalar load-balancing loss E·Σ_e f_e·P_e.
+        """
+        B, T, D = x_BTD.shape
+        x_ND = x_BTD.reshape(B * T, D)
+        gates_NK, experts_NK, balance = self._route(x_ND)
+        y_ND = self._experts(x_ND, gates_NK, experts_NK)
+        if self.shared is not None:
+            y_ND = y_ND + self.shared(x_ND)
+        return y_ND.view(B, T, D), balance
+
+    def _route(self, x_ND: torch.Tensor):
+        """Top-K routing in float32 with a deterministic tie-break (lower expert index first)."""
+        logits_NE = F.linear(x_ND.float(), self.router.weight.float())
+        probs_NE = logits_NE.softmax(dim=-1)
+
+        # A stable descending sort keeps equal probabilities in expert order.
+        order_NE = torch.sort(probs_NE, dim=-1, descending=True, stable=True).indices
+        experts_NK = order_NE[:, : self.K]
+        gates_NK = probs_NE.gather(1, experts_NK)
+        if self.renormalize:
+            gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
+
+        # Switch load balance: f_e = share of the N·K assignments, P_e = mean probability.
+        counts_E = torch.bincount(experts_NK.reshape(-1), minlength=self.E)
+        f_E = counts_E.float() / experts_NK.numel()
+        balance = self.E * (f_E * probs_NE.mean(dim=0)).sum()
+        return gates_NK, experts_NK, balance
+
+    def _experts(self, x_ND, gates_NK, experts_NK) -> torch.Tensor:
+        """Sort token-expert slots by expert, run each expert on its segment, combine by gates."""
+        N, D = x_ND.shape
+        experts_M = experts_NK.reshape(-1)
+        order_M = torch.argsort(experts_M, stable=True)
+        token_M = order_M // self.K
+        counts_E = torch.bincount(experts_M, minlength=self.E)
+
+        dtype = _compute_dtype(x_ND)
+        xs_MD = x_ND[token_M].to(dtype)
+        w13, w2 = self.w13_EDF.to(dtype), self.w2_EFD.to(dtype)
+        if self._use_grouped(x_ND.device, dtype, D):
+            ys_MD = self._grouped(xs_MD, w13, w2, counts_E)
+        else:
+            ys_MD = self._loop(xs_MD, w13, w2, counts_E)
+
+        # Undo the sort and sum each token's K gated outputs (a gather: deterministic on GPU too).
+        unsort_M = torch.empty_like(order_M)
+        unsort_M[order_M] = torch.arange(order_M.numel(), device=order_M.device)
+        y_NKD = ys_MD.to(x_ND.dtype)[unsort_M].view(N, self.K, D)
+        return (y_NKD * gates_NK.to(x_ND.dtype).unsqueeze(-1)).sum(dim=1)
+
+    def _use_grouped(self, device: torch.device, dtype: torch.dtype, D: int) -> bool:
+        if self.dispatch == "loop":
+            return False
+        aligned = (D * dtype.itemsize) % 16 == 0 and (self.F * dtype.itemsize) % 16 == 0
+        ok = aligned and grouped_mm_supported(device.type, dtype)
+        if self.dispatch == "grouped" and not ok:
+            raise RuntimeError(
+                f"grouped dispatch unavailable for {device.type}/{dtype} with D={D}, F={self.F} "
+                f"(needs torch grouped_mm support and widths whose rows are multiples of 16 bytes)"
+            )
+        return ok
+
+    def _grouped(self, xs_MD, w13_EDF, w2_EFD, counts_E) -> torch.Tensor:
+        """All experts in two grouped matmuls over the expert-sorted slots."""
+        fn = _grouped_mm_function()
+        offs_E = torch.cumsum(counts_E, 0).to(torch.int32)
+        h_MF = _ContiguousGrad.apply(fn(xs_MD, w13_EDF, offs=offs_E))
+        gate_MF, up_MF = h_MF.chunk(2, dim=-1)
+        hidden_MF = (F.silu(gate_MF) * up_MF).contiguous()
+        return _ContiguousGrad.apply(fn(hidden_MF, w2_EFD, offs=offs_E))
+
+    def _loop(self, xs_MD, w13_EDF, w2_EFD, counts_E) -> torch.Tensor:
+        """One expert at a time over its contiguous segment of sorted slots."""
+        outs = []
+        start = 0
+        for e, count in enumerate(counts_E.tolist()):
+            if count:
+                gate, up = (xs_MD[start : start + count] @ w13_EDF[e]).chunk(2, dim=-1)
+                outs.append((F.silu(gate) * up) @ w2_EFD[e])
+            start += count
+        return torch.cat(outs, dim=0)
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The autocast dtype when autocast is on for x's device, else x's own dtype."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# The language model
+# ---------------------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: attention then MoE, each with a residual connection."""
+
+    def __init__(self, cfg: ModelConfig, dispatch: str = "auto") -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.d_model)
+        self.moe = MoE(cfg, dispatch)
+
+    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_BTD = x_BTD + self.attn(self.attn_norm(x_BTD))
+        y_BTD, balance = self.moe(self.ffn_norm(x_BTD))
+        return x_BTD + y_BTD, balance
+
+
+class MoETransformer(nn.Module):
+    """Token embedding, L blocks, final RMSNorm, untied language-model head.
+
+    Args:
+        cfg: model configuration.
+        dispatch: expert dispatch, see :class:`MoE`.
+    """
+
+    def __init__(self, cfg: ModelConfig, dispatch: str = "auto") -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, dispatch) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, 0.02) weights; projections into the residual stream scaled by 1/sqrt(2L)."""
+        out_std = _INIT_STD / math.sqrt(2 * self.cfg.n_layers)
+        for name, p in self.named_parameters():
+            if p.ndim == 1:
+                nn.init.ones_(p)
+            elif name.endswith(("wo.weight", "w2_EFD", "w2.weight")):
+                nn.init.normal_(p, std=out_std)
+            else:
+                nn.init.normal_(p, std=_INIT_STD)
+
+    def forward(self, idx_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-token logits and per-layer load-balancing losses.
+
+        Args:
+            idx_BT: int64 byte tokens.
+
+        Returns:
+            (logits_BTV, balance_L).
+        """
+        x_BTD = self.embed(idx_BT)
+        balances = []
+        for block in self.blocks:
+            x_BTD, balance = block(x_BTD)
+            balances.append(balance)
+        return self.head(self.norm(x_BTD)), torch.stack(balances)
+
+    def non_embedding_parameters(self) -> int:
+        """Parameters outside the token embedding and the head (the paper's N)."""
+        skip = {id(self.embed.weight), id(self.head.weight)}
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
