@@ -44,6 +44,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from results.store import Store
 
     spec = load_spec(args.spec)
+    plan(spec)  # refuse a bad spec before the store is created
     store = Store(args.store or spec.store, create=True)
     if args.dry_run:
         todo = {p.run_id for p in pending_runs(spec, store)}

@@ -65,7 +65,7 @@ def execute(
     try:
         result = train(run, device=device)
     except Exception as exc:  # a failed configuration is data, not a crash of the sweep
-        log.warning("run %s failed: %s", run_id, exc)
+        log.info("run %s failed: %s", run_id, exc)
         return RunRecord(
             run_id=run_id,
             source=source,

@@ -112,7 +112,7 @@ def _targets(planned: PlannedRun) -> dict:
 
 def pending_runs(spec: SweepSpec, store: Store, *, retry_failed: bool = True) -> list[PlannedRun]:
     """The planned runs of ``spec`` that ``store`` does not hold yet, costliest first."""
-    done = set(store.runs(status="ok")["run_id"]) if retry_failed else store.ids()
+    done = store.ids(status="ok") if retry_failed else store.ids(status=None)
     todo = [p for p in plan(spec) if p.run_id not in done]
     # Longest first keeps the last slot from idling behind one big run.
     return sorted(todo, key=lambda p: p.cost, reverse=True)
@@ -153,8 +153,8 @@ def run_sweep(
     SweepSummary
     """
     started = time.perf_counter()
+    planned = plan(spec)  # refuses a bad spec before anything is created
     store = store if isinstance(store, Store) else Store(store or spec.store, create=True)
-    planned = plan(spec)
     todo = pending_runs(spec, store, retry_failed=retry_failed)
     summary = SweepSummary(planned=len(planned), skipped=len(planned) - len(todo))
     if not todo:

@@ -25,9 +25,9 @@ __all__ = [
 
 
 def bundled_store_path() -> Path:
-    """Folder of the store shipped with moelaw (``results/bundled/cpu-moe-v1``).
+    """The results store shipped with moelaw (``results/bundled/cpu-moe-v1/store``).
 
-    It holds the CPU sweep's ``spec.toml`` and its results store; the folder may be absent in a
-    checkout that has not built it yet.
+    Its sweep spec, ``spec.toml``, lies in the folder above it: running
+    ``moelaw sweep results/bundled/cpu-moe-v1/spec.toml`` reproduces (or resumes) the study.
     """
-    return Path(__file__).parent / "bundled" / "cpu-moe-v1"
+    return Path(__file__).parent / "bundled" / "cpu-moe-v1" / "store"

@@ -276,9 +276,9 @@ class Store:
         return path
 
     def _write_temp(self, record: RunRecord) -> Path:
-        table = pa.Table.from_pylist([record.to_row()], schema=ARROW_SCHEMA)
         path = self._create_temp(record.run_id)
         try:
+            table = pa.Table.from_pylist([record.to_row()], schema=ARROW_SCHEMA)
             with open(path, "wb") as handle:
                 pq.write_table(table, handle)
                 handle.flush()

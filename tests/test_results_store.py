@@ -235,6 +235,30 @@ def test_killed_writer_leaves_a_readable_store(tmp_path):
         assert (curves.run_id == run.run_id).sum() == 6000
 
 
+def test_writer_killed_between_fsync_and_rename_leaves_no_partial_run(tmp_path):
+    store = Store(tmp_path / "store")
+    writer = _child(
+        """
+        import os, signal
+        from results import Store
+        from test_results_store import make_record
+        store = Store(sys.argv[1])
+        for i in range(5):
+            store.write(make_record(i))
+        os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # die with the file unrenamed
+        store.write(make_record(5))
+        """,
+        str(store.path),
+    )
+    assert writer.wait(timeout=60) == -signal.SIGKILL
+
+    temps = [p for p in (store.path / "runs").iterdir() if p.name.endswith(".tmp")]
+    assert len(temps) == 1 and temps[0].name.startswith(f".{make_record(5).run_id}.")
+    assert store.ids(None) == {make_record(i).run_id for i in range(5)}
+    assert len(store.runs()) == 5 and len(store.curves()) == 5 * 40 and store.verify() == []
+    assert store.write(make_record(5)) is True and len(store.runs()) == 6
+
+
 def test_two_writers_with_overlapping_runs_give_the_union(tmp_path):
     store = Store(tmp_path / "store")
     code = """
@@ -270,19 +294,23 @@ def _read_only_folder():
 
 
 def _try_write(store_path: Path, as_user: int | None) -> tuple[int, str]:
-    """Write one run into the store, in this process or as another user; (exit code, message)."""
+    """Write one run into the store, as this user or (after imports) as ``as_user``."""
     code = """
+        import os
         from results import Store, StoreError
         from test_results_store import make_record
-        store = Store(sys.argv[1], create=False)
+        store, record = Store(sys.argv[1], create=False), make_record(1)
+        if sys.argv[2] != "same":
+            os.setuid(int(sys.argv[2]))  # drop root: from here on, permissions apply
         try:
-            store.write(make_record(1))
+            store.write(record)
         except StoreError as exc:
             print(exc)
             sys.exit(3)
         """
-    child = _child(code, str(store_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                   text=True, user=as_user)  # fmt: skip
+    user = "same" if as_user is None else str(as_user)
+    child = _child(code, str(store_path), user, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                   text=True)  # fmt: skip
     out = child.communicate(timeout=60)[0]
     return child.returncode, out
 
@@ -290,30 +318,26 @@ def _try_write(store_path: Path, as_user: int | None) -> tuple[int, str]:
 def test_read_only_store_fails_at_write_with_a_clear_error():
     root, store = _read_only_folder()
     try:
+        # As root chmod does not stop writes, so the writer drops to an unprivileged user.
         probe = store.path / "runs" / "probe"
         try:
             probe.touch()
-            writable = True
             probe.unlink()
+            user = 65534 if os.geteuid() == 0 else -1
         except PermissionError:
-            writable = False
-        # As root chmod does not stop writes; an unprivileged user sees the read-only folder.
-        user = None if not writable else (65534 if os.geteuid() == 0 else -1)
+            user = None
         if user == -1:
-            pytest.skip("this platform cannot make a folder read-only for the test user")
-        try:
-            code, message = _try_write(store.path, user)
-        except (OSError, subprocess.SubprocessError) as exc:
-            pytest.skip(f"cannot run a writer as an unprivileged user here ({exc})")
-        if user is not None and "Permission denied" in message and "StoreError" not in message:
-            pytest.skip(f"the unprivileged user cannot run Python here: {message[-200:]}")
+            pytest.skip("this platform does not stop writes into a chmod 0o555 folder")
+        code, message = _try_write(store.path, user)
+        if "Operation not permitted" in message:
+            pytest.skip(f"cannot drop privileges to make the folder read-only: {message[-200:]}")
 
         assert code == 3, message
         assert f"results store {store.path} is not writable" in message
         assert "Permission denied" in message and "make the folder writable" in message
         assert len(store.runs()) == 1 and store.verify() == []  # reading still works
-        leftovers = [p.name for p in (store.path / "runs").iterdir()]
-        assert leftovers == [f"{make_record(0).run_id}.parquet"]
+        files = sorted(p.name for p in (store.path / "runs").iterdir())
+        assert files == [".lock", f"{make_record(0).run_id}.parquet"]  # no temporary file left
     finally:
         for path in (store.path, store.path / "runs"):
             path.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP)

@@ -53,12 +53,13 @@ def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
     if fn is None:
         return False
     try:
-        a = torch.randn(6, 8, device=device_type, dtype=dtype, requires_grad=True)
-        b = torch.randn(2, 8, 8, device=device_type, dtype=dtype, requires_grad=True)
-        offs = torch.tensor([0, 6], device=device_type, dtype=torch.int32)
-        out = _ContiguousGrad.apply(fn(a, b, offs=offs))
-        out.sum().backward()
-        ok = bool(torch.isfinite(b.grad).all())
+        with torch.enable_grad(), torch.autocast(device_type, enabled=False):
+            a = torch.randn(6, 8, device=device_type, dtype=dtype, requires_grad=True)
+            b = torch.randn(2, 8, 8, device=device_type, dtype=dtype, requires_grad=True)
+            offs = torch.tensor([0, 6], device=device_type, dtype=torch.int32)
+            out = _ContiguousGrad.apply(fn(a, b, offs=offs))
+            out.sum().backward()
+            ok = bool(torch.isfinite(b.grad).all())
     except (RuntimeError, NotImplementedError, TypeError) as err:
         log.info(
             "grouped matmul unavailable on %s/%s (%s); using a per-expert loop",

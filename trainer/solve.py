@@ -186,14 +186,16 @@ def _widest_branch(Na, G, n_shared, d_model, n_layers) -> int:
 
 
 def _width_candidates(N, Na, G, n_experts, n_shared, d_model, n_layers) -> set[int]:
-    """Integer expert widths F near the solutions of the N and the Na equation for this E."""
+    """Integer expert widths F near the best real F for this E."""
     base = n_layers * (4 * d_model**2 + 2 * d_model + d_model * n_experts) + d_model
     per_width = 3 * n_layers * d_model
-    out = set()
-    for target, experts in ((N, n_experts + n_shared), (Na, G + n_shared)):
-        F = (target - base) / (per_width * experts)
-        out.update(max(1, f) for f in (math.floor(F), math.ceil(F)) if math.isfinite(F))
-    return out
+    slope_N, slope_Na = per_width * (n_experts + n_shared), per_width * (G + n_shared)
+
+    # Each equation's own solution, and the F where the two relative errors are equal and
+    # opposite (the minimax point when they disagree).
+    roots = [(N - base) / slope_N, (Na - base) / slope_Na]
+    roots.append((2 - base / N - base / Na) / (slope_N / N + slope_Na / Na))
+    return {max(1, f) for F in roots for f in (math.floor(F), math.ceil(F))}
 
 
 def _accept(best, N, Na, G, S, E, rel_tol) -> Solution:

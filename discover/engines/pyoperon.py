@@ -101,6 +101,8 @@ def run_pyoperon(
     optimizer_iterations: int = 10,
     allowed_symbols: str = DEFAULT_SYMBOLS,
     n_threads: int = 1,
+    n_population: int = 60,
+    max_coefficients: int | None = None,
 ) -> list[Candidate]:
     """Search for laws ``target = f(inputs)`` with pyoperon; return its Pareto front.
 
@@ -137,11 +139,19 @@ def run_pyoperon(
         Operon's primitive set.
     n_threads : int, default 1
         Threads of the search.
+    n_population : int, default 60
+        Also return up to this many of the best-fitting distinct trees of the final population
+        (beyond the Pareto front, which holds one tree per length): near-equal fits with different
+        structure, among which a law that extrapolates better may be.
+    max_coefficients : int or None, default None
+        Population trees with more fitted numbers than this (scale and offset included) are not
+        returned. The Pareto front is always returned whole.
 
     Returns
     -------
     list of Candidate
-        One per Pareto-front tree, shortest first, in the raw symbols of ``inputs``.
+        The Pareto front, shortest first, then the population trees, best fit first; in the raw
+        symbols of ``inputs``.
 
     Examples
     --------
@@ -177,7 +187,40 @@ def run_pyoperon(
     # 3. Convert every front model to sympy in the raw symbols
     variables = {h: transforms[int(name[1:]) - 1].symbolic()
                  for h, name in regressor.variables_.items()}
-    return [_candidate(model, variables, y, seed) for model in regressor.pareto_front_]
+    front = [_candidate(model, variables, y, seed) for model in regressor.pareto_front_]
+    extra = _population(regressor, X, y, variables, seed, n_population, max_coefficients)
+    return front + extra
+
+
+def _population(regressor, X, y, variables, seed, n_population, max_coefficients):
+    """The best-fitting distinct trees of the final population, linearly scaled as the front is."""
+    limit = np.inf if max_coefficients is None else max_coefficients - 2
+    ranked = sorted((ind for ind in regressor.individuals_
+                     if ind.Genotype.CoefficientsCount <= limit),
+                    key=lambda ind: ind.GetFitness(0))  # fmt: skip
+    out, seen = [], set()
+    for ind in ranked:
+        if len(out) >= n_population:
+            break
+        tree = ind.Genotype
+        pred = np.asarray(regressor.evaluate_model(tree, X), dtype=float)
+        key = (tree.Length, round(float(ind.GetFitness(0)), 7))
+        if key in seen or not np.all(np.isfinite(pred)) or np.ptp(pred) == 0:
+            continue
+        seen.add(key)
+        out.append(_scaled_candidate(tree, pred, variables, y, seed))
+    return out
+
+
+def _scaled_candidate(tree, pred, variables, y, seed) -> Candidate:
+    """A population tree with its least-squares scale and offset (float64), as a Candidate."""
+    target = y.astype(float)
+    scale, offset = np.polyfit(pred, target, 1)
+    mse = float(np.mean((target - (scale * pred + offset)) ** 2))
+    expr = sp.Float(offset) + sp.Float(scale) * tree_to_sympy(tree, variables)
+    return Candidate(expr=expr, length=int(tree.Length) + 4, complexity=float(tree.Length + 4),
+                     fit_r2=1.0 - mse / float(np.var(target)), mse=mse, engine="pyoperon",
+                     seed=seed, text="")  # fmt: skip
 
 
 def _design(data, target, inputs, transform):

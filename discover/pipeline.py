@@ -1,0 +1,330 @@
+"""Discover a closed-form scaling law: symbolic regression, then selection by inner extrapolation.
+
+A law that fits the runs it was fitted on says little; what matters is how it predicts larger runs.
+So the pipeline never selects on fit. Given the rows it may use (the caller has already set the real
+test rows aside), it:
+
+1. splits off an *inner holdout*: the rows largest in ``holdout_factor`` (top ``holdout_quantile``
+   of the rows, whole groups of equal values);
+2. runs the engine (pyoperon) on the remaining *inner-fit* rows, once per seed;
+3. pools every Pareto front, converts it to sympy, parametrizes, de-duplicates and drops forms with
+   more than ``max_constants`` constants (:mod:`discover.candidates`);
+4. re-fits every form's constants with :func:`discover.fit.fit_law` on the inner-fit rows (the
+   engine's values are one of the starts) and scores R² on the inner-holdout rows;
+5. picks the form with the best inner-holdout R² (within ``tie_tolerance``, the one with fewer
+   constants);
+6. re-fits the chosen form on all the rows given and returns it.
+
+Example::
+
+    from discover.pipeline import discover_law
+    result = discover_law(train, inputs=["N", "E"], holdout_factor="N", max_constants=6)
+    result.best.sympy(), result.front
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from discover.candidates import Candidate, Form, prepare_candidates
+from discover.fit import FitResult, fit_law
+from discover.formula import FACTORS
+from discover.laws import Bounds, law_from_expr
+from discover.metrics import r2
+from results.errors import InputError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("pyoperon",)
+
+
+@dataclass
+class DiscoveryResult:
+    """What :func:`discover_law` found.
+
+    Attributes
+    ----------
+    best : FitResult
+        The chosen form, re-fitted on all rows given.
+    front : pandas.DataFrame
+        One row per unique form: ``formula`` (with free constants), ``n_constants``, ``length``
+        (engine tree nodes), ``engine_r2``, ``fit_r2`` (after re-fitting, inner-fit rows),
+        ``inner_extrap_r2`` (inner-holdout rows), ``converged``, ``seed``, ``duplicates``,
+        ``fitted`` (the form with its inner-fit constants) and ``chosen``; best first.
+    inputs : tuple of str
+        The input columns searched over.
+    settings : dict
+        Every setting of the run (JSON-serialisable).
+    timings : dict of str to float
+        Seconds spent in ``engine``, ``prepare``, ``refit``, ``final`` and ``total``.
+    inner_holdout : numpy.ndarray of bool
+        Which rows of the data given formed the inner holdout.
+    """
+
+    best: FitResult
+    front: pd.DataFrame
+    inputs: tuple[str, ...]
+    settings: dict
+    timings: dict[str, float]
+    inner_holdout: np.ndarray = field(repr=False)
+
+
+def discover_law(
+    data: pd.DataFrame,
+    inputs: list[str] | tuple[str, ...] | None = None,
+    target: str = "loss",
+    *,
+    holdout_factor: str = "N",
+    holdout_quantile: float = 0.2,
+    max_constants: int = 8,
+    seeds: tuple[int, ...] | list[int] = (0,),
+    engine: str = "pyoperon",
+    engine_options: dict | None = None,
+    n_starts: int = 64,
+    n_polish: int = 4,
+    refit_maxiter: int = 400,
+    tie_tolerance: float = 1e-3,
+    n_jobs: int = 1,
+) -> DiscoveryResult:
+    """Search for a closed-form law and select it by how well it extrapolates inside ``data``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows the pipeline may use; hold out the real test rows before calling.
+    inputs : sequence of str, optional
+        Input columns. Default: the factors ``N, Na, D, G, S, E`` that are columns of ``data`` and
+        take more than one value.
+    target : str, default "loss"
+        Column to predict (loss in nats; must be positive, as the re-fit works in log space).
+    holdout_factor : str, default "N"
+        Column whose largest values form the inner holdout.
+    holdout_quantile : float, default 0.2
+        Fraction of the rows held out (rounded up to whole groups of equal ``holdout_factor``).
+    max_constants : int, default 8
+        Forms with more free constants are dropped before re-fitting.
+    seeds : sequence of int, default (0,)
+        One engine run per seed; their Pareto fronts are pooled.
+    engine : {"pyoperon"}, default "pyoperon"
+    engine_options : dict, optional
+        Keyword arguments for the engine, e.g. ``{"generations": 100, "population_size": 300}``
+        (see :func:`discover.engines.pyoperon.run_pyoperon`).
+    n_starts : int, default 64
+        Sobol starts of each re-fit (the engine's constants are always one more start).
+    n_polish : int, default 4
+        Starts polished per re-fit.
+    refit_maxiter : int, default 400
+        L-BFGS-B iteration limit per polish; bounds the time of each re-fit.
+    tie_tolerance : float, default 1e-3
+        Forms within this of the best inner-holdout R² count as tied; the fewest constants wins.
+    n_jobs : int, default 1
+        With ``n_jobs > 1`` and Ray installed, seeds run as Ray tasks on a private local Ray
+        (``n_jobs`` CPUs, 127.0.0.1, no dashboard), shut down afterwards. Otherwise sequential.
+
+    Returns
+    -------
+    DiscoveryResult
+
+    Raises
+    ------
+    InputError
+        Missing or constant columns, a split that leaves no rows on one side, no usable form.
+    """
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    inputs = _inputs(data, inputs, target)
+    if engine not in ENGINES:
+        raise InputError(f"engine={engine!r} is not available; choose one of {ENGINES}")
+    options = dict(engine_options or {})
+    settings = dict(inputs=list(inputs), target=target, holdout_factor=holdout_factor,
+                    holdout_quantile=holdout_quantile, max_constants=max_constants,
+                    seeds=list(seeds), engine=engine, engine_options=options, n_starts=n_starts,
+                    n_polish=n_polish, refit_maxiter=refit_maxiter, tie_tolerance=tie_tolerance,
+                    n_jobs=n_jobs, n_rows=len(data))  # fmt: skip
+
+    # 1. Inner split, inside the rows given
+    data = data.reset_index(drop=True)
+    holdout = inner_split(data, holdout_factor, holdout_quantile)
+    fit_rows, held_rows = data[~holdout], data[holdout]
+
+    # 2. Engine runs on the inner-fit rows
+    tick = time.perf_counter()
+    options.setdefault("max_coefficients", max_constants + 2)
+    candidates = _run_engines(fit_rows, target, inputs, tuple(seeds), options, n_jobs)
+    timings["engine"] = time.perf_counter() - tick
+
+    # 3. Pool, parametrize, de-duplicate, drop forms with too many constants
+    tick = time.perf_counter()
+    forms = prepare_candidates(candidates, inputs, max_constants=max_constants)
+    timings["prepare"] = time.perf_counter() - tick
+    if not forms:
+        raise InputError(f"the engine found no usable form with at most {max_constants} constants "
+                         f"among {len(candidates)} candidates; raise max_constants or run longer")
+
+    # 4. Re-fit each form on the inner-fit rows, score on the inner holdout
+    tick = time.perf_counter()
+    refit = dict(n_starts=n_starts, n_polish=n_polish, maxiter=refit_maxiter)
+    rows = [_score(i, form, fit_rows, held_rows, target, refit) for i, form in enumerate(forms)]
+    rows = [row for row in rows if row is not None]
+    timings["refit"] = time.perf_counter() - tick
+    if not rows:
+        raise InputError(f"none of the {len(forms)} forms could be re-fitted on the inner-fit rows "
+                         "(every one predicts a non-positive or non-finite loss)")
+
+    # 5. Select by inner-holdout R², fewer constants among ties
+    front = _front(rows, tie_tolerance)
+    chosen = next(row for row in rows if row["formula"] == front.loc[0, "formula"])
+
+    # 6. Re-fit the chosen form on every row given
+    tick = time.perf_counter()
+    best = _fit(chosen["law"], data, target, dict(refit, maxiter=4 * refit_maxiter),
+                chosen["fit"].params)  # fmt: skip
+    timings["final"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - began
+    log.info("discovered %s (inner-holdout R² %.4f) in %.1f s", front.loc[0, "formula"],
+             front.loc[0, "inner_extrap_r2"], timings["total"])
+    return DiscoveryResult(best, front, inputs, settings, timings, holdout)
+
+
+def inner_split(data: pd.DataFrame, factor: str, quantile: float) -> np.ndarray:
+    """Mask of the rows largest in ``factor``: the top ``quantile`` of rows, in whole groups.
+
+    Rows whose ``factor`` is at or above the ``1 - quantile`` quantile are held out, so rows with
+    equal values stay together. When that would hold out every row (few distinct values), only the
+    rows at the largest value are held out.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+    factor : str
+        Column to split on, e.g. ``"N"``.
+    quantile : float
+        Fraction of rows to hold out, in (0, 1).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True for inner-holdout rows.
+    """
+    if factor not in data.columns:
+        raise InputError(f"holdout_factor {factor!r} is not a column (columns: "
+                         f"{list(data.columns)}); pass one of the inputs, e.g. 'N'")
+    if not 0 < quantile < 1:
+        raise InputError(f"holdout_quantile must be in (0, 1), got {quantile!r}; 0.2 holds out "
+                         "the top fifth")
+    values = data[factor].to_numpy(float)
+    holdout = values >= np.quantile(values, 1.0 - quantile)
+    if holdout.all():
+        holdout = values == values.max()
+    if holdout.all() or (~holdout).sum() < 3:
+        raise InputError(f"{factor} takes {len(np.unique(values))} distinct values over "
+                         f"{len(values)} rows; the inner holdout needs at least 3 rows left to "
+                         "fit on and a larger value to hold out. Use another holdout_factor")
+    return holdout
+
+
+def _inputs(data, inputs, target) -> tuple[str, ...]:
+    """The input columns: as given, or every factor present that varies."""
+    if target not in data.columns:
+        raise InputError(f"target {target!r} is not a column (columns: {list(data.columns)}); "
+                         "pass target=<column of losses>")
+    if inputs is None:
+        inputs = [f for f in FACTORS if f in data.columns and data[f].nunique() > 1]
+        if not inputs:
+            raise InputError(f"no factor among {FACTORS} is a column that varies; pass inputs= "
+                             "with the columns to search over")
+    missing = [c for c in inputs if c not in data.columns]
+    if missing:
+        raise InputError(f"inputs {missing} are not columns (columns: {list(data.columns)})")
+    return tuple(inputs)
+
+
+def _run_engines(data, target, inputs, seeds, options, n_jobs) -> list[Candidate]:
+    """Pareto fronts of one engine run per seed, pooled (Ray tasks when n_jobs > 1)."""
+    from discover.engines.pyoperon import run_pyoperon
+
+    if n_jobs > 1 and len(seeds) > 1:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            log.info("ray is not installed; running %d seeds one after another", len(seeds))
+        else:
+            return _run_engines_ray(data, target, inputs, seeds, options, n_jobs)
+    pooled = []
+    for seed in seeds:
+        pooled += run_pyoperon(data, target, inputs, seed=seed, **options)
+    return pooled
+
+
+def _run_engines_ray(data, target, inputs, seeds, options, n_jobs) -> list[Candidate]:
+    """One Ray task per seed on a private local Ray bound to 127.0.0.1."""
+    import ray
+
+    from discover.engines.pyoperon import run_pyoperon
+
+    # Keep every Ray listener on loopback (also needed in the driver's environment)
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=n_jobs, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False)  # fmt: skip
+    try:
+        task = ray.remote(num_cpus=1)(run_pyoperon)
+        refs = [task.remote(data, target, inputs, seed=s, **options) for s in seeds]
+        return [cand for front in ray.get(refs) for cand in front]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _bounds(values: dict[str, float]) -> dict[str, Bounds]:
+    """Search interval of each constant around the engine's value (signed, linear scale)."""
+    return {name: Bounds(v - max(1.0, 4 * abs(v)), v + max(1.0, 4 * abs(v)))
+            for name, v in values.items()}  # fmt: skip
+
+
+def _fit(law, rows, target, refit, start) -> FitResult:
+    """fit_law with the pipeline's settings; convergence goes to the result, not to warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_law(law, rows, target, start=start, **refit)
+
+
+def _score(index: int, form: Form, fit_rows, held_rows, target, refit) -> dict | None:
+    """Re-fit one form on the inner-fit rows and score it on both sides; None if it cannot fit."""
+    law = law_from_expr(form.expr, form.inputs, name=f"discovered_{index}",
+                        bounds=_bounds(form.values))  # fmt: skip
+    try:
+        fit = _fit(law, fit_rows, target, refit, form.values)
+    except (InputError, FloatingPointError, OverflowError, ZeroDivisionError) as err:
+        log.info("form %s skipped: %s", form.expr, err)
+        return None
+    with np.errstate(all="ignore"):
+        fit_r2 = r2(fit_rows[target], fit.predict(fit_rows))
+        held_r2 = r2(held_rows[target], fit.predict(held_rows))
+    return dict(
+        formula=str(form.expr), n_constants=form.n_constants, length=form.candidate.length,
+        engine_r2=form.candidate.fit_r2, fit_r2=fit_r2,
+        inner_extrap_r2=held_r2 if np.isfinite(held_r2) else -np.inf,
+        converged=fit.converged, seed=form.candidate.seed, duplicates=form.duplicates,
+        fitted=str(fit.sympy().evalf(6)), law=law, fit=fit,
+    )  # fmt: skip
+
+
+def _front(rows: list[dict], tie_tolerance: float) -> pd.DataFrame:
+    """The table of scored forms, chosen one first, the rest by inner-holdout R²."""
+    top = max(row["inner_extrap_r2"] for row in rows)
+    tied = [row for row in rows if row["inner_extrap_r2"] >= top - tie_tolerance]
+    chosen = min(tied, key=lambda row: (row["n_constants"], -row["inner_extrap_r2"]))
+    ordered = [chosen] + sorted((r for r in rows if r is not chosen),
+                                key=lambda row: -row["inner_extrap_r2"])  # fmt: skip
+    front = pd.DataFrame([{k: v for k, v in r.items() if k not in ("law", "fit")} for r in ordered])
+    front["chosen"] = [True] + [False] * (len(ordered) - 1)
+    return front

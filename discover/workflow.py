@@ -1,0 +1,575 @@
+"""The jobs behind ``moelaw discover``, ``fit``, ``compare``, ``export`` and ``report``.
+
+Each job loads a table, splits off the runs largest in one factor (the extrapolation holdout),
+fits or discovers on the rest, and scores every law on both parts. The command-line program only
+parses arguments, calls one of these functions and prints the outcome.
+
+    from discover.workflow import run_discover
+    outcome = run_discover()           # the bundled study
+    print(outcome.format())
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import textwrap
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sympy
+
+from discover.data import check_table, load_table
+from discover.fit import FitResult, fit_law
+from discover.formula import parse_formula
+from discover.laws import LAWS, Law, get_law, law_from_expr
+from discover.metrics import extrapolation_split, scores
+from results.errors import InputError
+
+FACTORS = ("N", "Na", "D", "G", "S", "E")
+RESULT_VERSION = 1
+
+
+@dataclass
+class LawReport:
+    """One fitted law, scored on the fitting rows and on the held-out (larger) rows."""
+
+    name: str
+    formula: str  # constants by name, e.g. "L0 + A*N**(-alpha)"
+    fitted: str  # constants substituted, full precision
+    latex: str
+    inputs: list[str]
+    params: dict[str, float]
+    n_constants: int
+    converged: bool
+    fit: dict[str, float]
+    holdout: dict[str, float]
+    optima: dict[str, float | None] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """The result of a job: the data and split it used, and one report per law."""
+
+    job: str
+    source: str
+    target: str
+    n_rows: int
+    n_fit: int
+    n_holdout: int
+    holdout: dict
+    laws: list[LawReport]
+    chosen: str | None = None
+    front: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dictionary of the whole outcome (non-finite floats become None)."""
+        return _jsonable({"version": RESULT_VERSION, **asdict(self)})
+
+    def format(self) -> str:
+        """The outcome as a side-by-side table for the terminal."""
+        return format_outcome(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically; returns the path."""
+        path = Path(path)
+        _atomic_write(path, json.dumps(self.to_json(), indent=2))
+        return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and splitting
+
+
+def default_inputs(table: pd.DataFrame, law: Law | None = None) -> list[str]:
+    """The factors a search should use: those of ``law`` (or all six) that vary in ``table``."""
+    names = law.inputs if law is not None else FACTORS
+    return [f for f in names if f in table.columns and table[f].nunique() > 1]
+
+
+def split(table: pd.DataFrame, factor: str, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out the runs largest in ``factor``: roughly the top ``fraction`` of rows.
+
+    Rows above the ``1 - fraction`` quantile are held out, so runs that share the largest value
+    stay together.
+    """
+    if not 0 < fraction < 1:
+        raise InputError(
+            f"holdout fraction must be in (0, 1), got {fraction!r}; 0.2 holds out the top fifth"
+        )
+    return extrapolation_split(table, factor, quantile=1.0 - fraction)
+
+
+def _load(source, inputs, target, holdout_factor):
+    table = load_table(source)
+    needed = [*inputs, holdout_factor] if holdout_factor not in inputs else list(inputs)
+    return check_table(table, needed, target)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring one fitted law
+
+
+def report_fit(name: str, fit: FitResult, table, fit_mask, hold_mask, target) -> LawReport:
+    """Score a fitted law on the fitting and held-out rows; derive G* and S* where defined."""
+    from discover.optima import optimum
+
+    law = fit.law
+    fitted = fit.sympy()
+    optima = {}
+    for var in ("G", "S"):
+        if var in law.inputs:
+            optima[f"{var}*"] = _safe_optimum(optimum, fit, var, table)
+    return LawReport(
+        name=name,
+        formula=str(law.expr),
+        fitted=sympy.sstr(fitted, full_prec=True),
+        latex=sympy.latex(law.expr),
+        inputs=list(law.inputs),
+        params={k: float(v) for k, v in fit.params.items()},
+        n_constants=law.n_constants,
+        converged=bool(fit.converged),
+        fit=_scores(fit, table[fit_mask], target),
+        holdout=_scores(fit, table[hold_mask], target) if hold_mask.any() else {},
+        optima=optima,
+        columns=dict(fit.columns),
+    )
+
+
+def _scores(fit: FitResult, rows: pd.DataFrame, target: str) -> dict[str, float]:
+    result = scores(rows[target].to_numpy(float), fit.predict(rows))
+    result["n"] = len(rows)
+    return result
+
+
+def _safe_optimum(optimum, fit, var, table) -> float | None:
+    col = fit.columns.get(var, var)
+    bounds = (float(table[col].min()), float(table[col].max())) if col in table else None
+    try:
+        value = optimum(fit, var, bounds=bounds)
+    except (InputError, NotImplementedError, ValueError, TypeError):
+        return None
+    return None if value is None else float(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Jobs
+
+
+def run_discover(
+    source=None,
+    inputs: list[str] | None = None,
+    target: str = "loss",
+    *,
+    reference: str = "moe_joint",
+    holdout_factor: str = "N",
+    holdout_quantile: float = 0.2,
+    max_constants: int = 8,
+    seeds: list[int] | tuple[int, ...] = (0,),
+    time_limit: float | None = None,
+    out_dir: str | Path | None = None,
+    engine_options: dict | None = None,
+) -> Outcome:
+    """Fit the reference law and discover a law on the same rows; score both on held-out runs.
+
+    Parameters
+    ----------
+    source : str or Path, optional
+        A results store, ``.parquet`` or ``.csv``; default the bundled study.
+    inputs : list of str, optional
+        Inputs of the search; default the reference law's factors that vary in the data.
+    target : str, default "loss"
+    reference : str, default "moe_joint"
+        Name of the hand-designed law to compare against (see :data:`discover.laws.LAWS`).
+    holdout_factor : str, default "N"
+        The runs largest in this factor are held out (extrapolation).
+    holdout_quantile : float, default 0.2
+        Fraction of runs held out.
+    max_constants : int, default 8
+        Most constants a discovered law may have.
+    seeds : sequence of int, default (0,)
+        Search seeds (their Pareto fronts are pooled).
+    time_limit : float, optional
+        Seconds per search seed.
+    out_dir : path, optional
+        Where to write ``discovery.json`` and the exports of the chosen law.
+    engine_options : dict, optional
+        Passed to the search engine.
+
+    Returns
+    -------
+    Outcome
+    """
+    from discover.pipeline import discover_law
+
+    ref_law = get_law(reference)
+    table = load_table(source)
+    inputs = list(inputs) if inputs else default_inputs(table, ref_law)
+    if not inputs:
+        raise InputError(
+            f"no factor of the law {reference!r} ({', '.join(ref_law.inputs)}) varies in the data; "
+            "pass the input columns with --inputs"
+        )
+    table = _load(source, inputs, target, holdout_factor)
+    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile)
+    fit_rows = table[fit_mask].reset_index(drop=True)
+    notes: list[str] = []
+
+    # 1. The hand-designed law, if the data has its inputs.
+    laws = []
+    missing = [x for x in ref_law.inputs if x not in table.columns]
+    if missing:
+        notes.append(f"reference law {reference!r} not fitted: the data has no {missing}")
+    else:
+        ref_fit = _fit_quietly(ref_law, fit_rows, target, notes)
+        laws.append(report_fit(reference, ref_fit, table, fit_mask, hold_mask, target))
+
+    # 2. The discovered law.
+    options = dict(engine_options or {})
+    if time_limit is not None:
+        options.setdefault("time_limit", time_limit)
+    found = discover_law(
+        fit_rows,
+        inputs,
+        target,
+        holdout_factor=holdout_factor,
+        max_constants=max_constants,
+        seeds=tuple(seeds),
+        engine_options=options,
+    )
+    laws.append(report_fit("discovered", found.best, table, fit_mask, hold_mask, target))
+
+    outcome = Outcome(
+        job="discover",
+        source=_describe_source(source),
+        target=target,
+        n_rows=len(table),
+        n_fit=int(fit_mask.sum()),
+        n_holdout=int(hold_mask.sum()),
+        holdout=_holdout_info(table, holdout_factor, hold_mask),
+        laws=laws,
+        chosen="discovered",
+        front=_front_records(found.front),
+        notes=notes,
+        settings={**found.settings, "reference": reference, "timings": found.timings},
+    )
+    if out_dir is not None:
+        save_outcome(outcome, out_dir)
+    return outcome
+
+
+def run_fit(
+    source=None,
+    law: str | None = None,
+    formula: str | None = None,
+    inputs: list[str] | None = None,
+    target: str = "loss",
+    *,
+    holdout_factor: str = "N",
+    holdout_quantile: float = 0.2,
+    out_dir: str | Path | None = None,
+) -> Outcome:
+    """Fit one law, named or given as a formula string, and score it on held-out runs.
+
+    The formula is parsed by :func:`discover.formula.parse_formula` (never ``eval``); its inputs
+    are the factor names it uses (or ``inputs``), every other name is a constant.
+    """
+    chosen = _law_from_args(law, formula, inputs)
+    table = _load(source, list(chosen.inputs), target, holdout_factor)
+    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile)
+    notes: list[str] = []
+    fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes)
+    outcome = Outcome(
+        job="fit",
+        source=_describe_source(source),
+        target=target,
+        n_rows=len(table),
+        n_fit=int(fit_mask.sum()),
+        n_holdout=int(hold_mask.sum()),
+        holdout=_holdout_info(table, holdout_factor, hold_mask),
+        laws=[report_fit(chosen.name, fit, table, fit_mask, hold_mask, target)],
+        chosen=chosen.name,
+        notes=notes,
+    )
+    if out_dir is not None:
+        save_outcome(outcome, out_dir)
+    return outcome
+
+
+def run_compare(
+    source=None,
+    laws: list[str] | None = None,
+    target: str = "loss",
+    *,
+    holdout_factor: str = "N",
+    holdout_quantile: float = 0.2,
+) -> Outcome:
+    """Fit several laws on the same rows and score each on the same held-out runs.
+
+    ``laws`` lists registry names; ``None`` or ``["all"]`` takes every law whose inputs are all
+    columns of the data.
+    """
+    table = load_table(source)
+    if not laws or laws == ["all"]:
+        names = [n for n in LAWS if all(x in table.columns for x in get_law(n).inputs)]
+    else:
+        names = list(laws)
+    chosen = [get_law(n) for n in names]
+    needed = sorted({x for law in chosen for x in law.inputs})
+    table = _load(source, needed, target, holdout_factor)
+    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile)
+    fit_rows = table[fit_mask].reset_index(drop=True)
+    notes: list[str] = []
+    reports = [
+        report_fit(law.name, _fit_quietly(law, fit_rows, target, notes), table, fit_mask,
+                   hold_mask, target)  # fmt: skip
+        for law in chosen
+    ]
+    return Outcome(
+        job="compare",
+        source=_describe_source(source),
+        target=target,
+        n_rows=len(table),
+        n_fit=int(fit_mask.sum()),
+        n_holdout=int(hold_mask.sum()),
+        holdout=_holdout_info(table, holdout_factor, hold_mask),
+        laws=reports,
+        notes=notes,
+    )
+
+
+def _law_from_args(law: str | None, formula: str | None, inputs: list[str] | None) -> Law:
+    if (law is None) == (formula is None):
+        raise InputError("give exactly one of --law NAME and --formula TEXT")
+    if law is not None:
+        return get_law(law)
+    expr = parse_formula(formula)
+    names = sorted(str(s) for s in expr.free_symbols)
+    inputs = list(inputs) if inputs else [n for n in FACTORS if n in names]
+    if not inputs:
+        raise InputError(
+            f"formula {formula!r} uses none of the factors {', '.join(FACTORS)}; "
+            "name its input columns with --inputs"
+        )
+    return law_from_expr(expr, inputs, name="formula")
+
+
+def _fit_quietly(law: Law, rows: pd.DataFrame, target: str, notes: list[str]) -> FitResult:
+    """Fit, turning warnings (non-convergence, unidentifiable constants) into notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_law(law, rows, target)
+    for w in caught:
+        notes.append(f"{law.name}: {w.message}")
+    return fit
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving, loading, exporting
+
+
+def save_outcome(outcome: Outcome, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<job>.json`` (``discovery.json`` for discover) and the chosen law's exports."""
+    from discover.export import export_law
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = "discovery.json" if outcome.job == "discover" else f"{outcome.job}.json"
+    paths = {"result": outcome.save(out_dir / name)}
+    report = _chosen(outcome)
+    if report is not None:
+        paths.update(export_law(_rebuild(report), out_dir / "law", metrics=_metrics(report)))
+    return paths
+
+
+def load_outcome(path: str | Path) -> Outcome:
+    """Read an outcome written by :func:`save_outcome`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"no saved result at '{path}'; run `moelaw discover --out {path.parent}` first"
+        )
+    try:
+        doc = json.loads(path.read_text())
+        doc.pop("version", None)
+        doc["laws"] = [LawReport(**law) for law in doc["laws"]]
+        return Outcome(**doc)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"'{path}' is not a result written by moelaw ({exc})") from None
+
+
+def export_saved(result: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """Export the chosen law of a saved result as sympy (srepr, plain), LaTeX and JSON.
+
+    The saved formula is parsed with :func:`discover.formula.parse_formula`, never ``eval``.
+    """
+    from discover.export import export_law
+
+    outcome = load_outcome(result)
+    report = _chosen(outcome)
+    if report is None:
+        raise InputError(f"'{result}' names no chosen law to export")
+    return export_law(_rebuild(report), Path(out_dir), metrics=_metrics(report))
+
+
+def _chosen(outcome: Outcome) -> LawReport | None:
+    return next((law for law in outcome.laws if law.name == outcome.chosen), None)
+
+
+def _rebuild(report: LawReport) -> FitResult:
+    """A :class:`FitResult` from a saved report (formula parsed safely, constants as saved)."""
+    expr = parse_formula(report.formula)
+    law = law_from_expr(expr, report.inputs, name=report.name)
+    params = {k: float(report.params[k]) for k in law.constants}
+    return FitResult(
+        law, params, math.nan, report.converged, "loaded from a saved result", 0, report.columns
+    )
+
+
+def _metrics(report: LawReport) -> dict:
+    return {"fit": report.fit, "holdout": report.holdout, "optima": report.optima}
+
+
+# ----------------------------------------------------------------------------------------------
+# Text output
+
+
+def format_outcome(outcome: Outcome) -> str:
+    """A side-by-side table of the laws of an outcome, then the notes."""
+    h = outcome.holdout
+    lines = [
+        f"data: {outcome.source} — {outcome.n_rows} runs; fitted on {outcome.n_fit}, "
+        f"held out {outcome.n_holdout} with {h.get('factor')} > {h.get('threshold', float('nan')):.4g}"
+        " (extrapolation)",
+        "",
+    ]
+    for law in outcome.laws:
+        mark = "  (chosen)" if law.name == outcome.chosen and outcome.job == "discover" else ""
+        lines.append(f"== {law.name}{mark}: {law.n_constants} constants")
+        lines += textwrap.wrap(
+            f"L = {law.fitted}", 100, subsequent_indent="    ", break_long_words=True
+        )
+        fit, hold = law.fit, law.holdout
+        lines.append(
+            f"   fit rows      R² {_num(fit.get('r2'))}   RMSE {_num(fit.get('rmse'))}"
+            f"   (n={fit.get('n')})"
+        )
+        if hold:
+            lines.append(
+                f"   held out      R² {_num(hold.get('r2'))}   RMSE {_num(hold.get('rmse'))}"
+                f"   (n={hold.get('n')})"
+            )
+        if law.optima:
+            lines.append(
+                "   optima        "
+                + "   ".join(f"{k} = {_num(v) if v is not None else 'none'}" for k, v in law.optima.items())
+            )
+        if not law.converged:
+            lines.append("   warning: the fit did not converge (see notes)")
+        lines.append("")
+    if outcome.front:
+        lines.append(_format_front(outcome.front))
+    for note in outcome.notes:
+        lines += textwrap.wrap(f"note: {note}", 100, subsequent_indent="      ")
+    return "\n".join(lines).rstrip()
+
+
+def _format_front(front: list[dict], limit: int = 10) -> str:
+    rows = [
+        f"  {'#':>2} {'consts':>6} {'fit R²':>8} {'inner-extrap R²':>16}  formula",
+    ]
+    for i, row in enumerate(front[:limit]):
+        formula = str(row.get("formula", ""))
+        if len(formula) > 60:
+            formula = formula[:57] + "..."
+        chosen = "*" if row.get("chosen") else " "
+        rows.append(
+            f" {chosen}{i:>2} {row.get('n_constants', ''):>6} {_num(row.get('fit_r2')):>8} "
+            f"{_num(row.get('inner_extrap_r2')):>16}  {formula}"
+        )
+    more = f" (best {limit} of {len(front)})" if len(front) > limit else ""
+    return "candidates, ranked by extrapolation inside the fitting rows" + more + ":\n" + "\n".join(rows) + "\n"
+
+
+def _num(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
+def summarize(table: pd.DataFrame) -> str:
+    """A few lines describing a table of runs: sources, counts, factor ranges, loss range."""
+    lines = [f"{len(table)} runs"]
+    if "source" in table.columns:
+        for source, count in table["source"].value_counts().items():
+            lines.append(f"  source {source}: {count} runs")
+    for col in (*FACTORS, "loss"):
+        if col in table.columns and len(table):
+            values = table[col].astype(float)
+            lines.append(
+                f"  {col:5s} {values.min():.4g} .. {values.max():.4g}  ({values.nunique()} distinct)"
+            )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _holdout_info(table, factor, mask) -> dict:
+    fit_values = table.loc[~mask, factor]
+    return {
+        "factor": factor,
+        "threshold": float(fit_values.max()) if len(fit_values) else math.nan,
+        "held_out_min": float(table.loc[mask, factor].min()) if mask.any() else math.nan,
+    }
+
+
+def _front_records(front: pd.DataFrame) -> list[dict]:
+    keep = [c for c in ("formula", "n_constants", "length", "fit_r2", "inner_extrap_r2",
+                        "converged", "chosen") if c in front.columns]  # fmt: skip
+    return _jsonable(front[keep].to_dict(orient="records"))
+
+
+def _describe_source(source) -> str:
+    if source is None:
+        from results import bundled_store_path
+
+        return f"bundled study ({bundled_store_path().name})"
+    return str(source)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

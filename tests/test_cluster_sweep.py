@@ -1,0 +1,108 @@
+"""Sweeps on a local Ray: idempotence, resumption after a killed driver, failed runs recorded."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("torch")
+
+from cluster.spec import load_spec, plan  # noqa: E402
+from cluster.sweep import run_sweep  # noqa: E402
+from results.store import Store  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "austen.txt"
+
+TINY_SPEC = """
+name = "tiny"
+store = "store"
+
+[data]
+files = ["{corpus}"]
+
+[defaults]
+N = 1.0e5
+Na_ratio = 0.4
+D = {tokens}
+G = 2
+d_model = 32
+n_layers = 1
+seq_len = 64
+batch_size = 8
+eval_tokens = 4096
+
+[oat]
+G = [1, 4]
+S = [0.5]
+"""
+
+
+def _spec(tmp_path: Path, tokens: float = 2.0e4) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(TINY_SPEC.format(corpus=CORPUS, tokens=tokens))
+    return path
+
+
+def test_four_runs_on_two_workers_then_nothing_to_do(tmp_path):
+    spec = load_spec(_spec(tmp_path))
+    planned = {p.run_id for p in plan(spec)}
+    assert len(planned) == 4
+
+    first = run_sweep(spec, workers=2)
+    assert (first.done, first.skipped, first.failed) == (4, 0, {})
+    store = Store(spec.store, create=False)
+    runs = store.runs()
+    assert set(runs["run_id"]) == planned
+    assert sorted(runs["G"]) == [1.0, 2.0, 2.0, 4.0]
+    assert (runs["loss"] > 0).all() and (runs["loss"] < 5.6).all()
+    assert set(store.curves()["run_id"]) == planned
+
+    second = run_sweep(spec, workers=2)
+    assert (second.done, second.skipped, len(second.failed)) == (0, 4, 0)
+    assert len(Store(spec.store, create=False).runs()) == 4
+
+
+def test_killed_driver_resumes_without_duplicates(tmp_path):
+    spec_path = _spec(tmp_path, tokens=6.0e4)
+    spec = load_spec(spec_path)
+    planned = {p.run_id for p in plan(spec)}
+    runs_dir = spec.store / "runs"
+
+    # 1. Start the sweep in its own process group; kill the group once one run has landed.
+    cmd = [
+        sys.executable,
+        "-m",
+        "cluster.cli",
+        "sweep",
+        str(spec_path),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    driver = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if runs_dir.is_dir() and any(runs_dir.glob("*.parquet")):
+                break
+            time.sleep(0.2)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    stored_before = set(Store(spec.store, create=False).runs()["run_id"])
+    assert 1 <= len(stored_before) < len(planned), "the driver should die part-way"
+
+    # 2. The same sweep again finishes the rest: every run once, none trained twice.
+    summary = run_sweep(spec, workers=2)
+    assert summary.skipped == len(stored_before)
+    assert summary.done == len(planned) - len(stored_before)
+    runs = Store(spec.store, create=False).runs(status=None)
+    assert sorted(runs["run_id"]) == sorted(planned)
+    assert len(list(runs_dir.glob("*.parquet"))) == len(planned)
