@@ -30,6 +30,16 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def _where(items: list[str], flag="--where", example="extra_step=249000") -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"{flag} {item!r} is not KEY=VALUE; write e.g. {flag} {example}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -160,6 +170,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
         reference=args.law,
         holdout_factor=args.holdout_factor,
         holdout_quantile=args.holdout_quantile,
+        holdout_threshold=args.holdout_above,
+        where=_where(args.where),
+        columns=_where(args.use, "--use", "N=Na"),
         max_constants=args.max_constants,
         seeds=[int(s) for s in _names(args.seeds)],
         time_limit=args.time_limit,
@@ -183,6 +196,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         target=args.target,
         holdout_factor=args.holdout_factor,
         holdout_quantile=args.holdout_quantile,
+        holdout_threshold=args.holdout_above,
+        where=_where(args.where),
+        columns=_where(args.use, "--use", "N=Na"),
         out_dir=args.out,
     )
     print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
@@ -198,6 +214,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         target=args.target,
         holdout_factor=args.holdout_factor,
         holdout_quantile=args.holdout_quantile,
+        holdout_threshold=args.holdout_above,
+        where=_where(args.where),
+        columns=_where(args.use, "--use", "N=Na"),
     )
     print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
     return 0
@@ -263,6 +282,26 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.2,
         help="fraction of runs held out for extrapolation (default: 0.2)",
+    )
+    p.add_argument(
+        "--holdout-above",
+        type=float,
+        default=None,
+        help="hold out the runs whose --holdout-factor exceeds this value instead",
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="keep only rows where COLUMN equals VALUE (repeatable)",
+    )
+    p.add_argument(
+        "--use",
+        action="append",
+        default=[],
+        metavar="SYMBOL=COLUMN",
+        help="read a law's symbol from another column, e.g. --use N=Na (repeatable)",
     )
 
 

@@ -30,9 +30,10 @@ from discover.formula import symbol
 
 log = logging.getLogger(__name__)
 
-#: Trees with more operations than this skip ``sympy.simplify`` (expand only): simplify is
-#: super-linear in tree size and took minutes on some 60-node engine trees.
-SIMPLIFY_MAX_OPS = 40
+#: Expressions with more operations than this skip ``sympy.simplify`` (expand only): simplify
+#: costs 0.1-0.3 s on a 10-operation engine tree, grows super-linearly, and on engine trees it rarely
+#: removes a constant that ``expand`` leaves.
+SIMPLIFY_MAX_OPS = 12
 
 #: Name stem of the free constants introduced by :func:`parametrize` (``c0``, ``c1``, ...).
 CONSTANT_PREFIX = "c"
@@ -208,7 +209,7 @@ def simplest_form(expr: sp.Expr, max_ops: int = SIMPLIFY_MAX_OPS) -> tuple[sp.Ex
 
     Variants: ``expr`` as given, ``sympy.expand`` of it (folds an engine's outer scale and offset
     into the constants inside, and turns ``exp(a + b*log(N))`` into ``exp(a)*N**b``), and
-    ``sympy.simplify`` of it when it has at most ``max_ops`` operations. Ties go to the variant with
+    ``sympy.simplify`` of the expanded one when that has at most ``max_ops`` operations. Ties go to the variant with
     fewer operations, then to the earlier one.
 
     Returns
@@ -218,9 +219,10 @@ def simplest_form(expr: sp.Expr, max_ops: int = SIMPLIFY_MAX_OPS) -> tuple[sp.Ex
     values : dict[str, float]
         The constants' values taken from ``expr``.
     """
-    variants = [expr, sp.expand(expr)]
-    if sp.count_ops(expr) <= max_ops:
-        variants.append(sp.simplify(expr))
+    expanded = sp.expand(expr)
+    variants = [expr, expanded]
+    if sp.count_ops(expanded) <= max_ops:
+        variants.append(sp.simplify(expanded))
     best = None
     for variant in variants:
         form, values = parametrize(variant)
@@ -260,14 +262,22 @@ def prepare_candidates(
     ordered = sorted(candidates, key=lambda c: -c.fit_r2)
     by_key: dict[str, Form] = {}
     by_print: dict[tuple, str] = {}
+    by_expanded: dict[str, str] = {}  # quick key (expand only) -> final key, spares simplify
     for cand in ordered:
+        quick = _quick_key(cand.expr)
+        if quick in by_expanded:
+            if by_expanded[quick] in by_key:
+                by_key[by_expanded[quick]].duplicates += 1
+            continue
         form = _form(cand, inputs)
         if form is None or (max_constants is not None and form.n_constants > max_constants):
+            by_expanded[quick] = ""
             continue
         key = form.key
         if key not in by_key:
             print_ = _fingerprint(form.expr, inputs, seed)
             key = by_print.setdefault(print_, key) if print_ is not None else key
+        by_expanded[quick] = key
         if key in by_key:
             by_key[key].duplicates += 1
         else:
@@ -276,6 +286,11 @@ def prepare_candidates(
     log.info("%d candidates -> %d unique forms with at most %s constants",
              len(candidates), len(forms), max_constants)
     return sorted(forms, key=lambda f: (f.n_constants, -f.candidate.fit_r2))
+
+
+def _quick_key(expr: sp.Expr) -> str:
+    """Canonical text of the expanded, parametrized expression (cheap: no simplify)."""
+    return sp.srepr(parametrize(sp.expand(expr))[0])
 
 
 def _form(cand: Candidate, inputs: tuple[str, ...]) -> Form | None:

@@ -95,12 +95,16 @@ def default_inputs(table: pd.DataFrame, law: Law | None = None) -> list[str]:
     return [f for f in names if f in table.columns and table[f].nunique() > 1]
 
 
-def split(table: pd.DataFrame, factor: str, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def split(
+    table: pd.DataFrame, factor: str, fraction: float, threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Hold out the runs largest in ``factor``: roughly the top ``fraction`` of rows.
 
     Rows above the ``1 - fraction`` quantile are held out, so runs that share the largest value
-    stay together.
+    stay together. With ``threshold``, the rows whose ``factor`` exceeds it are held out instead.
     """
+    if threshold is not None:
+        return extrapolation_split(table, factor, threshold=threshold)
     if not 0 < fraction < 1:
         raise InputError(
             f"holdout fraction must be in (0, 1), got {fraction!r}; 0.2 holds out the top fifth"
@@ -108,8 +112,62 @@ def split(table: pd.DataFrame, factor: str, fraction: float) -> tuple[np.ndarray
     return extrapolation_split(table, factor, quantile=1.0 - fraction)
 
 
-def _load(source, inputs, target, holdout_factor):
-    table = load_table(source)
+def select_rows(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
+    """Keep the rows whose columns equal the given values, e.g. ``{"extra_step": 249000}``.
+
+    Values compare as numbers when the column is numeric, else as text; no expression is
+    evaluated.
+    """
+    for column, value in (where or {}).items():
+        if column not in table.columns:
+            raise InputError(
+                f"cannot filter on {column!r}: no such column; available: {list(table.columns)}"
+            )
+        if pd.api.types.is_numeric_dtype(table[column]):
+            try:
+                keep = table[column].astype(float) == float(value)
+            except ValueError:
+                raise InputError(
+                    f"filter {column}={value!r}: the column is numeric; give a number"
+                ) from None
+        else:
+            keep = table[column].astype(str) == str(value)
+        if not keep.any():
+            raise InputError(
+                f"filter {column}={value!r} keeps no rows; values present include "
+                f"{sorted(map(str, table[column].unique()))[:8]}"
+            )
+        table = table[keep]
+    return table.reset_index(drop=True)
+
+
+def use_columns(table: pd.DataFrame, mapping: dict | None) -> pd.DataFrame:
+    """Read each symbol from another column: ``{"N": "Na"}`` makes column ``Na`` the ``N`` input.
+
+    Useful when a published law's symbol means a different quantity in a dataset (Clark et al.
+    2022 call the parameters used per token N, which is ``Na`` in moelaw's store).
+    """
+    if not mapping:
+        return table
+    missing = [col for col in mapping.values() if col not in table.columns]
+    if missing:
+        raise InputError(
+            f"cannot use columns {missing}: not in the data; available: {list(table.columns)}"
+        )
+    table = table.copy()
+    sources = {symbol: table[col] for symbol, col in mapping.items()}
+    for symbol, values in sources.items():
+        table[symbol] = values
+    return table
+
+
+def load_runs(source=None, where: dict | None = None, columns: dict | None = None):
+    """:func:`discover.data.load_table`, then :func:`select_rows` and :func:`use_columns`."""
+    return use_columns(select_rows(load_table(source), where), columns)
+
+
+def _load(source, inputs, target, holdout_factor, where=None, columns=None):
+    table = load_runs(source, where, columns)
     needed = [*inputs, holdout_factor] if holdout_factor not in inputs else list(inputs)
     return check_table(table, needed, target)
 
@@ -177,6 +235,9 @@ def run_discover(
     time_limit: float | None = None,
     out_dir: str | Path | None = None,
     engine_options: dict | None = None,
+    holdout_threshold: float | None = None,
+    where: dict | None = None,
+    columns: dict | None = None,
 ) -> Outcome:
     """Fit the reference law and discover a law on the same rows; score both on held-out runs.
 
@@ -203,6 +264,12 @@ def run_discover(
         Where to write ``discovery.json`` and the exports of the chosen law.
     engine_options : dict, optional
         Passed to the search engine.
+    holdout_threshold : float, optional
+        Hold out the runs whose ``holdout_factor`` exceeds this, instead of a fraction.
+    where : dict, optional
+        Keep only rows whose columns equal these values (see :func:`select_rows`).
+    columns : dict, optional
+        Read a symbol from another column, e.g. ``{"N": "Na"}`` (see :func:`use_columns`).
 
     Returns
     -------
@@ -211,15 +278,15 @@ def run_discover(
     from discover.pipeline import discover_law
 
     ref_law = get_law(reference)
-    table = load_table(source)
+    table = load_runs(source, where, columns)
     inputs = list(inputs) if inputs else default_inputs(table, ref_law)
     if not inputs:
         raise InputError(
             f"no factor of the law {reference!r} ({', '.join(ref_law.inputs)}) varies in the data; "
             "pass the input columns with --inputs"
         )
-    table = _load(source, inputs, target, holdout_factor)
-    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile)
+    table = _load(source, inputs, target, holdout_factor, where, columns)
+    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     fit_rows = table[fit_mask].reset_index(drop=True)
     notes: list[str] = []
 
@@ -276,6 +343,9 @@ def run_fit(
     holdout_factor: str = "N",
     holdout_quantile: float = 0.2,
     out_dir: str | Path | None = None,
+    holdout_threshold: float | None = None,
+    where: dict | None = None,
+    columns: dict | None = None,
 ) -> Outcome:
     """Fit one law, named or given as a formula string, and score it on held-out runs.
 
@@ -283,8 +353,8 @@ def run_fit(
     are the factor names it uses (or ``inputs``), every other name is a constant.
     """
     chosen = _law_from_args(law, formula, inputs)
-    table = _load(source, list(chosen.inputs), target, holdout_factor)
-    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile)
+    table = _load(source, list(chosen.inputs), target, holdout_factor, where, columns)
+    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     notes: list[str] = []
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes)
     outcome = Outcome(
@@ -311,26 +381,30 @@ def run_compare(
     *,
     holdout_factor: str = "N",
     holdout_quantile: float = 0.2,
+    holdout_threshold: float | None = None,
+    where: dict | None = None,
+    columns: dict | None = None,
 ) -> Outcome:
     """Fit several laws on the same rows and score each on the same held-out runs.
 
     ``laws`` lists registry names; ``None`` or ``["all"]`` takes every law whose inputs are all
     columns of the data.
     """
-    table = load_table(source)
+    table = load_runs(source, where, columns)
     if not laws or laws == ["all"]:
         names = [n for n in LAWS if all(x in table.columns for x in get_law(n).inputs)]
     else:
         names = list(laws)
     chosen = [get_law(n) for n in names]
     needed = sorted({x for law in chosen for x in law.inputs})
-    table = _load(source, needed, target, holdout_factor)
-    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile)
+    table = _load(source, needed, target, holdout_factor, where, columns)
+    fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     fit_rows = table[fit_mask].reset_index(drop=True)
     notes: list[str] = []
     reports = [
-        report_fit(law.name, _fit_quietly(law, fit_rows, target, notes), table, fit_mask,
-                   hold_mask, target)  # fmt: skip
+        report_fit(
+            law.name, _fit_quietly(law, fit_rows, target, notes), table, fit_mask, hold_mask, target
+        )  # fmt: skip
         for law in chosen
     ]
     return Outcome(
@@ -447,8 +521,8 @@ def format_outcome(outcome: Outcome) -> str:
     h = outcome.holdout
     lines = [
         f"data: {outcome.source} — {outcome.n_rows} runs; fitted on {outcome.n_fit}, "
-        f"held out {outcome.n_holdout} with {h.get('factor')} > {h.get('threshold', float('nan')):.4g}"
-        " (extrapolation)",
+        f"held out {outcome.n_holdout} with {h.get('factor')} > "
+        f"{h.get('threshold', float('nan')):.4g} (extrapolation)",
         "",
     ]
     for law in outcome.laws:
@@ -470,7 +544,9 @@ def format_outcome(outcome: Outcome) -> str:
         if law.optima:
             lines.append(
                 "   optima        "
-                + "   ".join(f"{k} = {_num(v) if v is not None else 'none'}" for k, v in law.optima.items())
+                + "   ".join(
+                    f"{k} = {_num(v) if v is not None else 'none'}" for k, v in law.optima.items()
+                )
             )
         if not law.converged:
             lines.append("   warning: the fit did not converge (see notes)")
@@ -496,7 +572,13 @@ def _format_front(front: list[dict], limit: int = 10) -> str:
             f"{_num(row.get('inner_extrap_r2')):>16}  {formula}"
         )
     more = f" (best {limit} of {len(front)})" if len(front) > limit else ""
-    return "candidates, ranked by extrapolation inside the fitting rows" + more + ":\n" + "\n".join(rows) + "\n"
+    return (
+        "candidates, ranked by extrapolation inside the fitting rows"
+        + more
+        + ":\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def _num(value) -> str:
@@ -514,9 +596,8 @@ def summarize(table: pd.DataFrame) -> str:
     for col in (*FACTORS, "loss"):
         if col in table.columns and len(table):
             values = table[col].astype(float)
-            lines.append(
-                f"  {col:5s} {values.min():.4g} .. {values.max():.4g}  ({values.nunique()} distinct)"
-            )
+            span = f"{values.min():.4g} .. {values.max():.4g}"
+            lines.append(f"  {col:5s} {span}  ({values.nunique()} distinct)")
     return "\n".join(lines)
 
 
