@@ -160,66 +160,57 @@ _TRAIN_POINT_KEYS = (
 # discover, fit, compare, export, report
 
 
-def cmd_discover(args: argparse.Namespace) -> int:
-    from discover.workflow import run_discover
-
-    outcome = run_discover(
+def _data_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments shared by the discover, fit and compare jobs."""
+    return dict(
         source=args.data,
-        inputs=_names(args.inputs) if args.inputs else None,
         target=args.target,
-        reference=args.law,
         holdout_factor=args.holdout_factor,
         holdout_quantile=args.holdout_quantile,
         holdout_threshold=args.holdout_above,
         where=_where(args.where),
         columns=_where(args.use, "--use", "N=Na"),
+    )
+
+
+def _print_outcome(outcome, as_json: bool) -> int:
+    print(json.dumps(outcome.to_json(), indent=2) if as_json else outcome.format())
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from discover.workflow import run_discover
+
+    outcome = run_discover(
+        inputs=_names(args.inputs) if args.inputs else None,
+        reference=args.law,
         max_constants=args.max_constants,
         seeds=[int(s) for s in _names(args.seeds)],
         time_limit=args.time_limit,
         out_dir=args.out,
+        **_data_options(args),
     )
-    if args.json:
-        print(json.dumps(outcome.to_json(), indent=2))
-    else:
-        print(outcome.format())
-    return 0
+    return _print_outcome(outcome, args.json)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from discover.workflow import run_fit
 
     outcome = run_fit(
-        source=args.data,
         law=args.law,
         formula=args.formula,
         inputs=_names(args.inputs) if args.inputs else None,
-        target=args.target,
-        holdout_factor=args.holdout_factor,
-        holdout_quantile=args.holdout_quantile,
-        holdout_threshold=args.holdout_above,
-        where=_where(args.where),
-        columns=_where(args.use, "--use", "N=Na"),
         out_dir=args.out,
+        **_data_options(args),
     )
-    print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
-    return 0
+    return _print_outcome(outcome, args.json)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from discover.workflow import run_compare
 
-    outcome = run_compare(
-        source=args.data,
-        laws=_names(args.laws),
-        target=args.target,
-        holdout_factor=args.holdout_factor,
-        holdout_quantile=args.holdout_quantile,
-        holdout_threshold=args.holdout_above,
-        where=_where(args.where),
-        columns=_where(args.use, "--use", "N=Na"),
-    )
-    print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
-    return 0
+    outcome = run_compare(laws=_names(args.laws), **_data_options(args))
+    return _print_outcome(outcome, args.json)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -234,9 +225,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from discover.workflow import load_outcome
 
-    outcome = load_outcome(args.result)
-    print(json.dumps(outcome.to_json(), indent=2) if args.json else outcome.format())
-    return 0
+    return _print_outcome(load_outcome(args.result), args.json)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from discover.formula import symbol
 log = logging.getLogger(__name__)
 
 #: Expressions with more operations than this skip ``sympy.simplify`` (expand only): simplify
-#: costs 0.1-0.3 s on a 10-operation engine tree, grows super-linearly, and on engine trees it rarely
-#: removes a constant that ``expand`` leaves.
+#: costs 0.1-0.3 s on a 10-operation engine tree, grows super-linearly, and on engine trees it
+#: rarely removes a constant that ``expand`` leaves.
 SIMPLIFY_MAX_OPS = 12
 
 #: Name stem of the free constants introduced by :func:`parametrize` (``c0``, ``c1``, ...).
@@ -118,34 +118,33 @@ class Form:
 def parametrize(expr: sp.Expr, prefix: str = CONSTANT_PREFIX) -> tuple[sp.Expr, dict[str, float]]:
     """Replace every numeric constant of ``expr`` by a free constant ``c0, c1, ...``.
 
-    Floats are what an engine fitted, so each becomes a constant. sympy Integers and Rationals are
-    structure (the 2 in ``x**2``, the -1 of a subtraction, the 1/2 of a square root) and stay. A
-    Float that occurs several times becomes one constant per occurrence. Numbering follows a
-    pre-order walk of the expression, which sympy keeps in canonical order, so equal structures get
-    equal names.
+    Floats are what an engine fitted, so each becomes a constant. sympy Integers and Rationals
+    are structure (the 2 in ``x**2``, the -1 of a subtraction, the 1/2 of a square root) and stay.
+    A Float that occurs several times becomes one constant per occurrence. Constants are numbered
+    in a walk whose order depends only on the structure, so equal structures get equal names.
 
-    Parameters
-    ----------
-    expr : sympy.Expr
-        Expression with numeric constants.
-    prefix : str, default "c"
-        Name stem of the constants.
+        Parameters
+        ----------
+        expr : sympy.Expr
+            Expression with numeric constants.
+        prefix : str, default "c"
+            Name stem of the constants.
 
-    Returns
-    -------
-    form : sympy.Expr
-        ``expr`` with constants as Symbols.
-    values : dict[str, float]
-        Value of each constant in ``expr``, in order ``c0, c1, ...``.
+        Returns
+        -------
+        form : sympy.Expr
+            ``expr`` with constants as Symbols.
+        values : dict[str, float]
+            Value of each constant in ``expr``, in order ``c0, c1, ...``.
 
-    Examples
-    --------
-    >>> import sympy as sp
+        Examples
+        --------
+        >>> import sympy as sp
 
-from discover.formula import symbol
-    >>> x = sp.Symbol("x", positive=True)
-    >>> parametrize(sp.Float(2.5) + sp.Float(3.0) * x**2)
-    (c0 + c1*x**2, {'c0': 2.5, 'c1': 3.0})
+    from discover.formula import symbol
+        >>> x = sp.Symbol("x", positive=True)
+        >>> parametrize(sp.Float(2.5) + sp.Float(3.0) * x**2)
+        (c0 + c1*x**2, {'c0': 2.5, 'c1': 3.0})
     """
     values: dict[str, float] = {}
 
@@ -204,13 +203,15 @@ def count_constants(form: sp.Expr, prefix: str = CONSTANT_PREFIX) -> int:
     return sum(1 for s in form.free_symbols if _is_constant(s, prefix))
 
 
-def simplest_form(expr: sp.Expr, max_ops: int = SIMPLIFY_MAX_OPS) -> tuple[sp.Expr, dict[str, float]]:
+def simplest_form(
+    expr: sp.Expr, max_ops: int = SIMPLIFY_MAX_OPS
+) -> tuple[sp.Expr, dict[str, float]]:
     """Parametrize the variant of ``expr`` with the fewest free constants.
 
     Variants: ``expr`` as given, ``sympy.expand`` of it (folds an engine's outer scale and offset
     into the constants inside, and turns ``exp(a + b*log(N))`` into ``exp(a)*N**b``), and
-    ``sympy.simplify`` of the expanded one when that has at most ``max_ops`` operations. Ties go to the variant with
-    fewer operations, then to the earlier one.
+    ``sympy.simplify`` of the expanded one when that has at most ``max_ops`` operations. Ties go
+    to the variant with fewer operations, then to the earlier one.
 
     Returns
     -------
@@ -283,8 +284,12 @@ def prepare_candidates(
         else:
             by_key[key] = form
     forms = list(by_key.values())
-    log.info("%d candidates -> %d unique forms with at most %s constants",
-             len(candidates), len(forms), max_constants)
+    log.info(
+        "%d candidates -> %d unique forms with at most %s constants",
+        len(candidates),
+        len(forms),
+        max_constants,
+    )
     return sorted(forms, key=lambda f: (f.n_constants, -f.candidate.fit_r2))
 
 
@@ -320,7 +325,7 @@ def _fingerprint(form: sp.Expr, inputs: tuple[str, ...], seed: int, n_points: in
     args = []
     for s in names:
         if _is_constant(s):
-            args.append(np.full(n_points, consts[int(s.name[len(CONSTANT_PREFIX):]) % 64]))
+            args.append(np.full(n_points, consts[int(s.name[len(CONSTANT_PREFIX) :]) % 64]))
         else:
             args.append(draws.get(s.name, np.ones(n_points)))
     with np.errstate(all="ignore"):

@@ -56,8 +56,9 @@ def compare(
         One row per law with :data:`COLUMNS`: ``formula`` (fitted constants rounded to
         ``digits``), ``n_constants``, ``fit_r2`` and ``fit_rmse`` (fit rows; RMSE in nats),
         ``holdout_r2`` (held-out rows; NaN if there are none), ``G_star`` and ``S_star`` (the
-        minimising G and S within the data's range, via :func:`discover.optima.optimum`; NaN when
-        the law has no such input or no interior minimum).
+        minimising G and S within the data's range, via :func:`discover.optima.optimum`, with the
+        other inputs at their median over ``data``, which matters only for laws whose optimum
+        depends on them; NaN when the law has no such input or no interior minimum).
     """
     holdout = np.asarray(holdout_mask, dtype=bool)
     if holdout.shape != (len(data),):
@@ -90,8 +91,10 @@ def _optimum(fit: FitResult, var: str, data: pd.DataFrame) -> float:
         return np.nan
     column = fit.columns.get(var, var)
     bounds = (float(data[column].min()), float(data[column].max())) if column in data else None
+    others = {name: float(np.median(data[fit.columns.get(name, name)]))
+              for name in fit.law.inputs if name != var}  # fmt: skip
     try:
-        value = optimum(fit, var, bounds=bounds)
+        value = optimum(fit, var, params=others, bounds=bounds)
     except (InputError, NotImplementedError, TypeError, ValueError):
         return np.nan  # the optimum depends on other inputs, or sympy could not solve it
     return np.nan if value is None else float(value)
@@ -105,7 +108,8 @@ def format_side_by_side(table: pd.DataFrame, width: int = 100, formula_width: in
     table : pandas.DataFrame
         Output of :func:`compare`.
     width : int, default 100
-        Not exceeded when the numeric columns fit; the formula column wraps to ``formula_width``.
+        Target line width; the formula column wraps at spaces (sympy puts them around ``+`` and
+        ``-``) to ``formula_width`` or less, and a single longer product overflows it.
     formula_width : int, default 44
         Characters per line of the formula column.
 
@@ -117,14 +121,15 @@ def format_side_by_side(table: pd.DataFrame, width: int = 100, formula_width: in
     numeric = [c for c in COLUMNS if c not in ("law", "formula")]
     name_width = max([len("law"), *(len(str(n)) for n in table["law"])])
     fwidth = max(12, min(formula_width, width - name_width - 11 * len(numeric) - 2))
+    wrap = dict(width=fwidth, break_long_words=False, break_on_hyphens=False)
     cells = [[_HEADERS[c] for c in COLUMNS]]
     blocks = []
     for _, row in table.iterrows():
-        lines = textwrap.wrap(str(row["formula"]), fwidth, break_on_hyphens=False) or [""]
+        lines = textwrap.wrap(str(row["formula"]), **wrap) or [""]
         values = [_cell(row[c], c) for c in numeric]
         blocks.append([[str(row["law"]), lines[0], *values]]
                       + [["", more, *[""] * len(numeric)] for more in lines[1:]])  # fmt: skip
-    widths = [name_width, fwidth] + [max(10, len(_HEADERS[c])) for c in numeric]
+    widths = [name_width, fwidth] + [max(9, len(_HEADERS[c])) for c in numeric]
 
     def render(cols: list[str]) -> str:
         parts = [cols[0].ljust(widths[0]), cols[1].ljust(widths[1])]

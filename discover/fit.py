@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("huber", "squared")
 _CHUNK = 2_000_000  # largest n_starts * n_rows block evaluated at once (16 MB of float64)
+_SCOUTS = 8  # starts given a short polish for every start fully polished
+_SCOUT_ITER = 60  # iterations of a short polish
 _AT_BOUND = 1e-7  # a constant within this fraction of its interval from a bound is "at the bound"
 
 
@@ -271,8 +273,10 @@ def fit_law(
     began = time.perf_counter()
     columns = dict(columns or {})
     problem = _problem(law, data, target, loss, delta, weights, columns)
-    theta0 = _global_search(problem, n_starts, seed, n_polish, start)
-    runs = [_polish(problem, t, maxiter, grad_tol) for t in theta0]
+    scouts = _global_search(problem, n_starts, seed, _SCOUTS * n_polish, start)
+    scouted = [_polish(problem, t, _SCOUT_ITER, grad_tol)["theta"] for t in scouts]
+    scouted.sort(key=lambda t: problem.objective_and_gradient(t)[0])
+    runs = [_polish(problem, t, maxiter, grad_tol) for t in scouted[:n_polish]]
     runs.sort(key=lambda run: run["objective"])
     best = runs[0]
     params = dict(zip(law.constants, map(float, problem.constants(best["theta"])), strict=True))

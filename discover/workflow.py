@@ -51,6 +51,7 @@ class LawReport:
     holdout: dict[str, float]
     optima: dict[str, float | None] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -177,19 +178,20 @@ def _load(source, inputs, target, holdout_factor, where=None, columns=None):
 
 
 def report_fit(name: str, fit: FitResult, table, fit_mask, hold_mask, target) -> LawReport:
-    """Score a fitted law on the fitting and held-out rows; derive G* and S* where defined."""
-    from discover.optima import optimum
+    """Score a fitted law on the fitting and held-out rows; derive G* and S* where defined.
 
+    When an optimum depends on other inputs (a law in which G* moves with N, say), it is taken
+    at the median of those inputs over the table, and a note says so.
+    """
     law = fit.law
-    fitted = fit.sympy()
-    optima = {}
+    optima, notes = {}, []
     for var in ("G", "S"):
         if var in law.inputs:
-            optima[f"{var}*"] = _safe_optimum(optimum, fit, var, table)
-    return LawReport(
+            optima[f"{var}*"] = _optimum(fit, var, table, notes)
+    report = LawReport(
         name=name,
         formula=str(law.expr),
-        fitted=sympy.sstr(fitted, full_prec=True),
+        fitted=sympy.sstr(fit.sympy(), full_prec=True),
         latex=sympy.latex(law.expr),
         inputs=list(law.inputs),
         params={k: float(v) for k, v in fit.params.items()},
@@ -200,22 +202,35 @@ def report_fit(name: str, fit: FitResult, table, fit_mask, hold_mask, target) ->
         optima=optima,
         columns=dict(fit.columns),
     )
+    report.notes = notes
+    return report
+
+
+def _optimum(fit: FitResult, var: str, table: pd.DataFrame, notes: list[str]) -> float | None:
+    from discover.optima import optimum
+
+    col = fit.columns.get(var, var)
+    bounds = (float(table[col].min()), float(table[col].max()))
+    try:
+        value = optimum(fit, var, bounds=bounds)
+    except InputError:
+        # The optimum moves with the other inputs: take it at their medians.
+        others = {
+            x: float(table[fit.columns.get(x, x)].median()) for x in fit.law.inputs if x != var
+        }
+        try:
+            value = optimum(fit, var, params={**fit.params, **others}, bounds=bounds)
+        except InputError:
+            return None
+        where = ", ".join(f"{k}={v:.4g}" for k, v in others.items())
+        notes.append(f"{var}* depends on the other inputs; given at their medians ({where})")
+    return None if value is None else float(value)
 
 
 def _scores(fit: FitResult, rows: pd.DataFrame, target: str) -> dict[str, float]:
     result = scores(rows[target].to_numpy(float), fit.predict(rows))
     result["n"] = len(rows)
     return result
-
-
-def _safe_optimum(optimum, fit, var, table) -> float | None:
-    col = fit.columns.get(var, var)
-    bounds = (float(table[col].min()), float(table[col].max())) if col in table else None
-    try:
-        value = optimum(fit, var, bounds=bounds)
-    except (InputError, NotImplementedError, ValueError, TypeError):
-        return None
-    return None if value is None else float(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,14 +329,13 @@ def run_discover(
     )
     laws.append(report_fit("discovered", found.best, table, fit_mask, hold_mask, target))
 
-    outcome = Outcome(
-        job="discover",
-        source=_describe_source(source),
-        target=target,
-        n_rows=len(table),
-        n_fit=int(fit_mask.sum()),
-        n_holdout=int(hold_mask.sum()),
-        holdout=_holdout_info(table, holdout_factor, hold_mask),
+    outcome = _outcome(
+        "discover",
+        source,
+        target,
+        table,
+        holdout_factor,
+        hold_mask,
         laws=laws,
         chosen="discovered",
         front=_front_records(found.front),
@@ -357,14 +371,13 @@ def run_fit(
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     notes: list[str] = []
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes)
-    outcome = Outcome(
-        job="fit",
-        source=_describe_source(source),
-        target=target,
-        n_rows=len(table),
-        n_fit=int(fit_mask.sum()),
-        n_holdout=int(hold_mask.sum()),
-        holdout=_holdout_info(table, holdout_factor, hold_mask),
+    outcome = _outcome(
+        "fit",
+        source,
+        target,
+        table,
+        holdout_factor,
+        hold_mask,
         laws=[report_fit(chosen.name, fit, table, fit_mask, hold_mask, target)],
         chosen=chosen.name,
         notes=notes,
@@ -407,14 +420,13 @@ def run_compare(
         )  # fmt: skip
         for law in chosen
     ]
-    return Outcome(
-        job="compare",
-        source=_describe_source(source),
-        target=target,
-        n_rows=len(table),
-        n_fit=int(fit_mask.sum()),
-        n_holdout=int(hold_mask.sum()),
-        holdout=_holdout_info(table, holdout_factor, hold_mask),
+    return _outcome(
+        "compare",
+        source,
+        target,
+        table,
+        holdout_factor,
+        hold_mask,
         laws=reports,
         notes=notes,
     )
@@ -548,6 +560,8 @@ def format_outcome(outcome: Outcome) -> str:
                     f"{k} = {_num(v) if v is not None else 'none'}" for k, v in law.optima.items()
                 )
             )
+        for note in law.notes:
+            lines.append(f"   note: {note}")
         if not law.converged:
             lines.append("   warning: the fit did not converge (see notes)")
         lines.append("")
@@ -603,6 +617,20 @@ def summarize(table: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _outcome(job, source, target, table, factor, hold_mask, **fields) -> Outcome:
+    """An :class:`Outcome` with the description of the data and its split filled in."""
+    return Outcome(
+        job=job,
+        source=_describe_source(source),
+        target=target,
+        n_rows=len(table),
+        n_fit=int((~hold_mask).sum()),
+        n_holdout=int(hold_mask.sum()),
+        holdout=_holdout_info(table, factor, hold_mask),
+        **fields,
+    )
 
 
 def _holdout_info(table, factor, mask) -> dict:

@@ -180,13 +180,18 @@ def run_pyoperon(
     )
     start = time.perf_counter()
     regressor.fit(X, y)
-    log.info("pyoperon seed %d: %d generations in %.1f s, %d models on the front", seed,
-             regressor.stats_["generations"], time.perf_counter() - start,
-             len(regressor.pareto_front_))
+    log.info(
+        "pyoperon seed %d: %d generations in %.1f s, %d models on the front",
+        seed,
+        regressor.stats_["generations"],
+        time.perf_counter() - start,
+        len(regressor.pareto_front_),
+    )
 
     # 3. Convert every front model to sympy in the raw symbols
-    variables = {h: transforms[int(name[1:]) - 1].symbolic()
-                 for h, name in regressor.variables_.items()}
+    variables = {
+        h: transforms[int(name[1:]) - 1].symbolic() for h, name in regressor.variables_.items()
+    }
     front = [_candidate(model, variables, y, seed) for model in regressor.pareto_front_]
     extra = _population(regressor, X, y, variables, seed, n_population, max_coefficients)
     return front + extra
@@ -229,8 +234,10 @@ def _design(data, target, inputs, transform):
         raise InputError(f"transform={transform!r} is not one of {TRANSFORMS}; pick one of them")
     missing = [c for c in (*inputs, target) if c not in data.columns]
     if missing:
-        raise InputError(f"columns {missing} are not in the data (it has {list(data.columns)}); "
-                         "pass existing column names as inputs and target")
+        raise InputError(
+            f"columns {missing} are not in the data (it has {list(data.columns)}); "
+            "pass existing column names as inputs and target"
+        )
     if len(inputs) == 0:
         raise InputError("inputs is empty; pass at least one input column")
     transforms = [InputTransform.from_column(c, data[c].to_numpy(float), transform) for c in inputs]
@@ -239,10 +246,15 @@ def _design(data, target, inputs, transform):
     bad = ~np.isfinite(X).all(axis=1) | ~np.isfinite(y)
     if bad.any():
         rows = list(data.index[bad][:5])
-        raise InputError(f"{int(bad.sum())} rows have non-finite inputs or target (rows {rows}); "
-                         "drop them before searching")
-    return (np.ascontiguousarray(X, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32),
-            transforms)
+        raise InputError(
+            f"{int(bad.sum())} rows have non-finite inputs or target (rows {rows}); "
+            "drop them before searching"
+        )
+    return (
+        np.ascontiguousarray(X, dtype=np.float32),
+        np.ascontiguousarray(y, dtype=np.float32),
+        transforms,
+    )
 
 
 def _candidate(model: dict, variables: dict, y: np.ndarray, seed: int) -> Candidate:
@@ -311,19 +323,36 @@ def _apply(op, kind, args: list[sp.Expr]) -> sp.Expr:
     if kind == T.Div:
         return 1 / args[0] if len(args) == 1 else args[0] / sp.Mul(*args[1:])
     unary = {
-        T.Exp: sp.exp, T.Log: sp.log, T.Sqrt: sp.sqrt, T.Abs: sp.Abs, T.Cbrt: sp.cbrt,
-        T.Sin: sp.sin, T.Cos: sp.cos, T.Tan: sp.tan, T.Tanh: sp.tanh, T.Sinh: sp.sinh,
-        T.Cosh: sp.cosh, T.Asin: sp.asin, T.Acos: sp.acos, T.Atan: sp.atan,
-        T.Square: lambda a: a**2, T.Logabs: lambda a: sp.log(sp.Abs(a)),
-        T.Sqrtabs: lambda a: sp.sqrt(sp.Abs(a)), T.Log1p: lambda a: sp.log(1 + a),
+        T.Exp: sp.exp,
+        T.Log: sp.log,
+        T.Sqrt: sp.sqrt,
+        T.Abs: sp.Abs,
+        T.Cbrt: sp.cbrt,
+        T.Sin: sp.sin,
+        T.Cos: sp.cos,
+        T.Tan: sp.tan,
+        T.Tanh: sp.tanh,
+        T.Sinh: sp.sinh,
+        T.Cosh: sp.cosh,
+        T.Asin: sp.asin,
+        T.Acos: sp.acos,
+        T.Atan: sp.atan,
+        T.Square: lambda a: a**2,
+        T.Logabs: lambda a: sp.log(sp.Abs(a)),
+        T.Sqrtabs: lambda a: sp.sqrt(sp.Abs(a)),
+        T.Log1p: lambda a: sp.log(1 + a),
     }
     if kind in unary:
         return unary[kind](args[0])
     binary = {
-        T.Pow: lambda a, b: a**b, T.Powabs: lambda a, b: sp.Abs(a) ** b,
-        T.Aq: lambda a, b: a / sp.sqrt(1 + b**2), T.Fmin: sp.Min, T.Fmax: sp.Max,
+        T.Pow: lambda a, b: a**b,
+        T.Powabs: lambda a, b: sp.Abs(a) ** b,
+        T.Aq: lambda a, b: a / sp.sqrt(1 + b**2),
+        T.Fmin: sp.Min,
+        T.Fmax: sp.Max,
     }
     if kind in binary:
         return binary[kind](*args)
-    raise InputError(f"Operon node type {kind} has no sympy counterpart here; "
-                     "leave it out of allowed_symbols")
+    raise InputError(
+        f"Operon node type {kind} has no sympy counterpart here; leave it out of allowed_symbols"
+    )
