@@ -123,28 +123,26 @@ def parametrize(expr: sp.Expr, prefix: str = CONSTANT_PREFIX) -> tuple[sp.Expr, 
     A Float that occurs several times becomes one constant per occurrence. Constants are numbered
     in a walk whose order depends only on the structure, so equal structures get equal names.
 
-        Parameters
-        ----------
-        expr : sympy.Expr
-            Expression with numeric constants.
-        prefix : str, default "c"
-            Name stem of the constants.
+    Parameters
+    ----------
+    expr : sympy.Expr
+        Expression with numeric constants.
+    prefix : str, default "c"
+        Name stem of the constants.
 
-        Returns
-        -------
-        form : sympy.Expr
-            ``expr`` with constants as Symbols.
-        values : dict[str, float]
-            Value of each constant in ``expr``, in order ``c0, c1, ...``.
+    Returns
+    -------
+    form : sympy.Expr
+        ``expr`` with constants as Symbols.
+    values : dict[str, float]
+        Value of each constant in ``expr``, in order ``c0, c1, ...``.
 
-        Examples
-        --------
-        >>> import sympy as sp
-
-    from discover.formula import symbol
-        >>> x = sp.Symbol("x", positive=True)
-        >>> parametrize(sp.Float(2.5) + sp.Float(3.0) * x**2)
-        (c0 + c1*x**2, {'c0': 2.5, 'c1': 3.0})
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x", positive=True)
+    >>> parametrize(sp.Float(2.5) + sp.Float(3.0) * x**2)
+    (c0*x**2 + c1, {'c0': 3.0, 'c1': 2.5})
     """
     values: dict[str, float] = {}
 

@@ -59,14 +59,11 @@ def optimum(expr_or_fit, var, params=None, bounds=None) -> float | None:
         return None
     d1, d2 = sympy.diff(expr, x), sympy.diff(expr, x, 2)
     try:
-        roots = [r for r in sympy.solve(d1, x) if not r.free_symbols or r.free_symbols <= {x}]
-        roots_failed = False
+        roots = sympy.solve(d1, x)
     except (NotImplementedError, TypeError, ValueError) as err:
         log.debug("sympy could not solve d/d%s = 0 (%s); scanning numerically", x, err)
-        roots, roots_failed = [], True
-    if roots_failed and bounds is None:
-        return None
-    if roots_failed:
+        if bounds is None:
+            return None
         roots = _numeric_roots(d1, x, expr.free_symbols - {x}, bounds)
     return _best_minimum(expr, d2, x, roots, bounds)
 
@@ -93,26 +90,41 @@ def _expression(expr_or_fit, params) -> sympy.Expr:
 def _best_minimum(expr, d2, x, roots, bounds) -> float | None:
     """Among the candidate roots keep real minima in range; return the one with the lowest loss."""
     lo, hi = bounds if bounds is not None else (-np.inf, np.inf)
-    best, best_loss = None, np.inf
+    minima = []
     for root in roots:
+        _require_numeric(sympy.sympify(root), x)
         value = complex(sympy.N(root, 30))
         if abs(value.imag) > 1e-12 * max(1.0, abs(value.real)) or not lo <= value.real <= hi:
             continue
         at = {x: sympy.Float(value.real, 30)}
-        curvature, loss = d2.xreplace(at), expr.xreplace(at)
-        if curvature.free_symbols or loss.free_symbols:
-            names = sorted(s.name for s in curvature.free_symbols | loss.free_symbols)
-            raise InputError(f"the optimum of {x} depends on {names}; pass their values in params=")
-        if float(curvature) > 0 and float(loss) < best_loss:
-            best, best_loss = value.real, float(loss)
-    return best
+        if _is_positive(d2.xreplace(at), x):
+            minima.append((value.real, expr.xreplace(at)))
+    if len(minima) > 1:
+        _require_numeric(sympy.Add(*(loss for _, loss in minima)), x)
+        minima.sort(key=lambda m: float(m[1]))
+    return minima[0][0] if minima else None
+
+
+def _is_positive(curvature: sympy.Expr, x) -> bool:
+    """Sign of d2L/dx2 at a root; symbols left over must be decided by their assumptions."""
+    if not curvature.free_symbols:
+        return float(curvature) > 0
+    sign = sympy.simplify(curvature).is_positive
+    if sign is None:
+        _require_numeric(curvature, x)
+    return bool(sign)
+
+
+def _require_numeric(value: sympy.Expr, x) -> None:
+    if value.free_symbols:
+        names = sorted(s.name for s in value.free_symbols)
+        raise InputError(f"the optimum of {x} depends on {names}; pass their values in params=")
 
 
 def _numeric_roots(d1, x, others, bounds) -> list[float]:
     """Roots of dL/dx on a grid over bounds, refined with Brent's method."""
     if others:
-        names = sorted(s.name for s in others)
-        raise InputError(f"the optimum of {x} depends on {names}; pass their values in params=")
+        _require_numeric(sympy.Add(*others), x)
     f = sympy.lambdify(x, d1, "numpy")
     grid = np.linspace(float(bounds[0]), float(bounds[1]), _GRID)
     with np.errstate(all="ignore"):

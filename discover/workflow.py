@@ -167,10 +167,12 @@ def load_runs(source=None, where: dict | None = None, columns: dict | None = Non
     return use_columns(select_rows(load_table(source), where), columns)
 
 
-def _load(source, inputs, target, holdout_factor, where=None, columns=None):
+def _load(source, inputs, target, holdout_factor, where, columns, laws=()):
+    """Load, filter and check the table: inputs finite; those the laws take logs of positive."""
     table = load_runs(source, where, columns)
     needed = [*inputs, holdout_factor] if holdout_factor not in inputs else list(inputs)
-    return check_table(table, needed, target)
+    positive = sorted({x for law in laws for x in law.positive_inputs if x in needed})
+    return check_table(table, needed, target, positive=positive)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,7 +302,7 @@ def run_discover(
             f"no factor of the law {reference!r} ({', '.join(ref_law.inputs)}) varies in the data; "
             "pass the input columns with --inputs"
         )
-    table = _load(source, inputs, target, holdout_factor, where, columns)
+    table = _load(source, inputs, target, holdout_factor, where, columns, [ref_law])
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     fit_rows = table[fit_mask].reset_index(drop=True)
     notes: list[str] = []
@@ -367,7 +369,7 @@ def run_fit(
     are the factor names it uses (or ``inputs``), every other name is a constant.
     """
     chosen = _law_from_args(law, formula, inputs)
-    table = _load(source, list(chosen.inputs), target, holdout_factor, where, columns)
+    table = _load(source, list(chosen.inputs), target, holdout_factor, where, columns, [chosen])
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     notes: list[str] = []
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes)
@@ -410,7 +412,7 @@ def run_compare(
         names = list(laws)
     chosen = [get_law(n) for n in names]
     needed = sorted({x for law in chosen for x in law.inputs})
-    table = _load(source, needed, target, holdout_factor, where, columns)
+    table = _load(source, needed, target, holdout_factor, where, columns, chosen)
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     fit_rows = table[fit_mask].reset_index(drop=True)
     notes: list[str] = []
