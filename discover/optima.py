@@ -57,14 +57,18 @@ def optimum(expr_or_fit, var, params=None, bounds=None) -> float | None:
     expr, x = _expression(expr_or_fit, params), symbol(str(var))
     if x not in expr.free_symbols:
         return None
+    # 1. Stationary points: dL/dx = 0, in closed form or else scanned over bounds.
     d1, d2 = sympy.diff(expr, x), sympy.diff(expr, x, 2)
-    try:
-        roots = sympy.solve(d1, x)
-    except (NotImplementedError, TypeError, ValueError) as err:
-        log.debug("sympy could not solve d/d%s = 0 (%s); scanning numerically", x, err)
+    roots = _symbolic_roots(d1, x)
+    if roots is None:
         if bounds is None:
-            return None
+            raise InputError(
+                f"dL/d{x} = 0 has no closed-form solution sympy can find; pass bounds=(lo, hi), "
+                f"e.g. the range of {x} in the data, to search it numerically"
+            )
         roots = _numeric_roots(d1, x, expr.free_symbols - {x}, bounds)
+
+    # 2. Keep the real ones in range where d2L/dx2 > 0.
     return _best_minimum(expr, d2, x, roots, bounds)
 
 
@@ -85,6 +89,26 @@ def _expression(expr_or_fit, params) -> sympy.Expr:
     if params:
         expr = expr.xreplace({symbol(k): sympy.Float(float(v), 17) for k, v in params.items()})
     return expr
+
+
+def _symbolic_roots(d1, x) -> list | None:
+    """Roots of dL/dx when its numerator is a polynomial in x of degree <= 4; else None.
+
+    Restricting sympy.solve to this case keeps it fast: on sums of powers with non-integer exponents
+    it can run for minutes.
+    """
+    numerator = sympy.together(d1).as_numer_denom()[0]
+    try:
+        degree = sympy.Poly(numerator, x).degree()
+    except sympy.PolynomialError:
+        return None
+    if degree > 4:
+        return None
+    try:
+        return sympy.solve(numerator, x)
+    except NotImplementedError as err:
+        log.debug("sympy could not solve d/d%s = 0 (%s)", x, err)
+        return None
 
 
 def _best_minimum(expr, d2, x, roots, bounds) -> float | None:
@@ -109,7 +133,7 @@ def _is_positive(curvature: sympy.Expr, x) -> bool:
     """Sign of d2L/dx2 at a root; symbols left over must be decided by their assumptions."""
     if not curvature.free_symbols:
         return float(curvature) > 0
-    sign = sympy.simplify(curvature).is_positive
+    sign = curvature.is_positive
     if sign is None:
         _require_numeric(curvature, x)
     return bool(sign)
