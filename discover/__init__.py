@@ -1,6 +1,7 @@
 """Fit, discover, check and export scaling laws for Mixture-of-Experts language models.
 
-Symbols and columns. The paper's factors are sympy symbols of the same name and, in every table, columns
+Symbols and columns. The paper's factors are sympy symbols of the same name and, in every table,
+columns
 of the same name; the measured loss is the column ``loss`` (nats per token, per byte for byte-level
 models):
 

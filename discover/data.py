@@ -71,7 +71,8 @@ def _read(path: Path) -> pd.DataFrame:
     if suffix == ".csv":
         return pd.read_csv(path)
     raise InputError(
-        f"cannot read {str(path)!r}: unknown file type {suffix!r}; use a store folder, .parquet or .csv"
+        f"cannot read {str(path)!r}: unknown file type {suffix!r}; "
+        "use a store folder, .parquet or .csv"
     )
 
 
@@ -120,8 +121,9 @@ def check_table(df, inputs, target="loss", *, positive=None, varying=()) -> pd.D
     for column in varying:
         if df[column].nunique() < 2:
             raise InputError(
-                f"column {column!r} is constant ({df[column].iloc[0]!r} in all {len(df)} rows) but "
-                "the law needs it to vary to identify its constants; add runs that vary it or fit a "
+                f"column {column!r} is constant ({df[column].iloc[0]} in all {len(df)} rows) but "
+                "the law needs it to vary to identify its constants; "
+                "add runs that vary it or fit a "
                 "law without it"
             )
     return df
@@ -141,7 +143,8 @@ def _check_finite(df, column) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         raise InputError(
-            f"column {column!r} has {bad.sum()} NaN or infinite value(s) ({_rows(df, bad, values)}); "
+            f"column {column!r} has {bad.sum()} NaN or infinite value(s) "
+            f"({_rows(df, bad, values)}); "
             "drop those rows"
         )
 

@@ -1,6 +1,7 @@
 """Write a fitted law to disk as sympy, plain text, LaTeX and JSON.
 
-Files written into ``out_dir`` (each atomically: a temporary file in the same folder, fsync, rename):
+Files written into ``out_dir`` (each atomically: a temporary file in the same folder, fsync,
+rename):
 
 - ``law.srepr``: ``sympy.srepr`` of the law with fitted constants (exact sympy tree, symbol
   assumptions included). Reading it back needs sympy's own ``eval``-based parser: only do that for
@@ -74,8 +75,13 @@ def read_law_txt(path) -> sympy.Expr:
 def _summary(fit, metrics) -> dict:
     law = fit.law
     constants = {
-        name: {"value": fit.params[name], "lo": b.lo, "hi": b.hi, "log_space": b.positive,
-               "reference": (law.reference or {}).get(name)}  # fmt: skip
+        name: {
+            "value": fit.params[name],
+            "lo": b.lo,
+            "hi": b.hi,
+            "log_space": b.positive,
+            "reference": (law.reference or {}).get(name),
+        }  # fmt: skip
         for name, b in law.constants.items()
     }
     return {

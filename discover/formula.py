@@ -1,21 +1,29 @@
 """A safe parser for scaling-law formulas typed by a user.
 
-The text is parsed with Python's :mod:`ast` module and the sympy expression is built node by node from a
-short whitelist; nothing is ever passed to ``eval``, ``exec`` or ``sympy.sympify``. What is accepted:
+The text is parsed with Python's :mod:`ast` module and the sympy expression is built node by node
+from a
+short whitelist; nothing is ever passed to ``eval``, ``exec`` or ``sympy.sympify``. What is
+accepted:
 
-- numbers (integers and decimals, ``1e-3`` included) and names (letters, digits and ``_``, not starting
+- numbers (integers and decimals, ``1e-3`` included) and names (letters, digits and ``_``, not
+starting
   with ``_``);
 - ``+``, ``-``, ``*``, ``/``, ``**``, unary ``-`` and ``+``, parentheses;
 - ``^`` as a power: it is rewritten to ``**`` before parsing, so ``a + b^2`` means ``a + b**2`` (the
   notation papers use), never Python's exclusive-or;
-- calls to ``log`` (natural), ``exp``, ``sqrt``, ``abs``, ``min`` and ``max``, with positional arguments.
+- calls to ``log`` (natural), ``exp``, ``sqrt``, ``abs``, ``min`` and ``max``, with positional
+arguments.
 
-Everything else (attributes, subscripts, strings, lambdas, comprehensions, keyword arguments, unknown
-functions, comparisons) is refused with an :class:`~results.errors.InputError` naming what was refused,
-as are numeric exponents above :data:`MAX_EXPONENT` in size, nesting deeper than :data:`MAX_DEPTH` and text
+Everything else (attributes, subscripts, strings, lambdas, comprehensions, keyword arguments,
+unknown
+functions, comparisons) is refused with an :class:`~results.errors.InputError` naming what was
+refused,
+as are numeric exponents above :data:`MAX_EXPONENT` in size, nesting deeper than :data:`MAX_DEPTH`
+and text
 longer than :data:`MAX_LENGTH` characters.
 
-Symbols come from :func:`symbol`, so a parsed formula and a library law share the same sympy symbols.
+Symbols come from :func:`symbol`, so a parsed formula and a library law share the same sympy
+symbols.
 """
 
 from __future__ import annotations
@@ -53,8 +61,10 @@ _FUNCTIONS = {
 def symbol(name: str) -> sympy.Symbol:
     """Return the sympy symbol moelaw uses for ``name``.
 
-    Factors carry their sign: ``N, Na, D, G, E`` are positive and ``S`` is non-negative. Any other name
-    (a law constant, or an input of a custom law) is a real symbol. Using one factory everywhere makes a
+    Factors carry their sign: ``N, Na, D, G, E`` are positive and ``S`` is non-negative. Any other
+    name
+    (a law constant, or an input of a custom law) is a real symbol. Using one factory everywhere
+    makes a
     parsed formula, a library law and a discovered law compare equal symbol by symbol.
 
     Parameters
@@ -78,7 +88,7 @@ def symbol(name: str) -> sympy.Symbol:
 
 
 def canonical(expr: sympy.Expr) -> sympy.Expr:
-    """Replace every free symbol of ``expr`` by :func:`symbol` of its name (same names, our assumptions)."""
+    """Replace every free symbol of ``expr`` by :func:`symbol` of its name (our assumptions)."""
     return expr.xreplace({s: symbol(s.name) for s in expr.free_symbols})
 
 
@@ -90,7 +100,8 @@ def parse_formula(text: str, names=None) -> sympy.Expr:
     text : str
         The formula, e.g. ``"L0 + A/N^alpha + B/D^beta"``.
     names : iterable of str, optional
-        The names the formula may use. Default ``None`` accepts any identifier not starting with ``_``.
+        The names the formula may use. Default ``None`` accepts any identifier not starting with
+        ``_``.
 
     Returns
     -------
@@ -155,7 +166,9 @@ class _Builder:
     def _Constant(self, node, depth):
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"formula uses the constant {value!r}, which is not a number; {_ALLOWED}")
+            raise InputError(
+                f"formula uses the constant {value!r}, which is not a number; {_ALLOWED}"
+            )
         if isinstance(value, int):
             return sympy.Integer(value)
         digits = len(re.sub(r"[^0-9]", "", repr(value).split("e")[0]).lstrip("0"))
@@ -169,7 +182,8 @@ class _Builder:
             raise InputError(f"formula uses the function {name!r} without calling it")
         if self.allowed is not None and name not in self.allowed:
             raise InputError(
-                f"formula uses the unknown name {name!r}; allowed names: {', '.join(sorted(self.allowed))}"
+                f"formula uses the unknown name {name!r}; "
+                f"allowed names: {', '.join(sorted(self.allowed))}"
             )
         return symbol(name)
 
@@ -209,7 +223,9 @@ class _Builder:
 
     def _Call(self, node, depth):
         if not isinstance(node.func, ast.Name):
-            raise InputError(f"formula calls {_describe(node.func)}; only plain function names work")
+            raise InputError(
+                f"formula calls {_describe(node.func)}; only plain function names work"
+            )
         name = node.func.id
         if name not in _FUNCTIONS:
             raise InputError(

@@ -1,11 +1,13 @@
 """The library of scaling laws: each a sympy expression, its inputs, and bounds for its constants.
 
-Inputs are the paper's factors (``N, Na, D, G, S, E``; see :mod:`discover`), constants are every other
+Inputs are the paper's factors (``N, Na, D, G, S, E``; see :mod:`discover`), constants are every
+other
 symbol of the expression. A constant's :class:`Bounds` say where the fitter searches for it and how:
 ``positive=True`` constants are searched and fitted in log space, the others on a linear scale.
 
 Units, for every law below: ``N`` and ``Na`` count non-embedding parameters, ``D`` counts training
-tokens, ``G`` and ``E`` count experts, ``S`` is a ratio, and the loss is in nats per token (per byte for
+tokens, ``G`` and ``E`` count experts, ``S`` is a ratio, and the loss is in nats per token (per
+byte for
 the byte-level models moelaw trains).
 """
 
@@ -119,7 +121,7 @@ class Law:
         return tuple(n for n in self.inputs if _needs_positive(self.expr, symbol(n)))
 
     def with_inputs(self, mapping: dict[str, str]) -> Law:
-        """Return the law with input symbols renamed, e.g. ``{"N": "Na"}`` to use activated parameters.
+        """Return the law with input symbols renamed, e.g. ``{"N": "Na"}`` for activated parameters.
 
         The expression itself is rewritten, so the renamed law prints, exports and fits with the new
         names. To read an input from a differently named column without renaming it, pass
@@ -128,7 +130,8 @@ class Law:
         unknown = set(mapping) - set(self.inputs)
         if unknown:
             raise InputError(
-                f"law {self.name!r} has no input(s) {sorted(unknown)}; its inputs are {list(self.inputs)}"
+                f"law {self.name!r} has no input(s) {sorted(unknown)}; "
+                f"its inputs are {list(self.inputs)}"
             )
         renamed = tuple(mapping.get(n, n) for n in self.inputs)
         if len(set(renamed)) != len(renamed) or set(renamed) & set(self.constants):
@@ -181,7 +184,7 @@ def default_bounds(name: str) -> Bounds:
 
 
 def law_from_expr(expr, inputs, name="custom", bounds=None, doc="") -> Law:
-    """Make a :class:`Law` from an expression; its constants are the free symbols that are not inputs.
+    """Make a :class:`Law` from an expression; its constants are the free symbols not in inputs.
 
     Parameters
     ----------
@@ -238,7 +241,8 @@ def _moe_joint() -> Law:
     doc = (
         "Joint MoE scaling law of Zhao et al. 2025, 'Towards a Comprehensive Scaling Law of "
         "Mixture-of-Experts' (arXiv 2509.23678), coefficients from its appendix as quoted by a "
-        "secondary source. G and S enter only through the first bracket, so the optimal G* = sqrt(f/e) "
+        "secondary source. G and S enter only through the first bracket, "
+        "so the optimal G* = sqrt(f/e) "
         "and S* = -n/(2m) do not depend on N, Na or D."
     )
     assumptions = ("Na <= N", "1 <= G", "0 <= S < 1", "fitted on N 1.3e8-3.4e9, D 1e10-5e10")
@@ -251,8 +255,9 @@ def _chinchilla() -> Law:
     constants = {"L0": IRREDUCIBLE, "A": SCALE, "alpha": EXPONENT, "B": SCALE, "beta": EXPONENT}
     reference = {"L0": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
     doc = (
-        "Chinchilla law of Hoffmann et al. 2022 (arXiv 2203.15556), L = E + A/N^alpha + B/D^beta. The "
-        "irreducible loss is named L0 here because E is the routed-expert count. Reference values are "
+        "Chinchilla law of Hoffmann et al. 2022 (arXiv 2203.15556), L = E + A/N^alpha + B/D^beta. "
+        "The irreducible loss is named L0 here because E is the routed-expert count. "
+        "Reference values are "
         "the paper's fit (its N counts parameters with embeddings, D training tokens)."
     )
     units = {"N": _UNITS["N"], "D": _UNITS["D"]}
@@ -263,8 +268,9 @@ def _moe_powerlaw4() -> Law:
     expr = parse_formula("L0 + A * N**(-alpha) * E**(-beta)")
     constants = {"L0": IRREDUCIBLE, "A": SCALE, "alpha": EXPONENT, "beta": EXPONENT}
     doc = (
-        "Four-constant routed-model law L = L0 + A N^-alpha E^-beta, a bilinear log-space form in the "
-        "spirit of Clark et al. 2022 (arXiv 2202.01169). There N is the dense (activated) model size: "
+        "Four-constant routed-model law L = L0 + A N^-alpha E^-beta, a bilinear log-space form "
+        "in the spirit of Clark et al. 2022 (arXiv 2202.01169). "
+        "There N is the dense (activated) model size: "
         "apply it with law.with_inputs({'N': 'Na'}) or fit_law(..., columns={'N': 'Na'})."
     )
     assumptions = ("no saturation in E", "fixed training tokens")

@@ -62,10 +62,12 @@ def extrapolation_split(df: pd.DataFrame, factor: str, quantile=None, threshold=
     factor : str
         Column to split on, e.g. ``"N"``.
     quantile : float or "max", optional
-        Hold out rows whose ``factor`` is above this quantile of the column (``0.8`` holds out the top
+        Hold out rows whose ``factor`` is above this quantile of the column (``0.8`` holds out the
+        top
         fifth); ``"max"`` holds out the rows at the largest value only.
     threshold : float, optional
-        Hold out rows whose ``factor`` is strictly above this value. Give exactly one of ``quantile``
+        Hold out rows whose ``factor`` is strictly above this value. Give exactly one of
+        ``quantile``
         and ``threshold``.
 
     Returns
@@ -76,7 +78,8 @@ def extrapolation_split(df: pd.DataFrame, factor: str, quantile=None, threshold=
     Raises
     ------
     InputError
-        Unknown column, both or neither of ``quantile``/``threshold``, or a split that leaves one side
+        Unknown column, both or neither of ``quantile``/``threshold``, or a split that leaves one
+        side
         empty.
     """
     if factor not in df.columns:
@@ -95,7 +98,8 @@ def extrapolation_split(df: pd.DataFrame, factor: str, quantile=None, threshold=
     if holdout.all() or not holdout.any():
         cut = threshold if threshold is not None else quantile
         raise InputError(
-            f"splitting on {factor} at {cut!r} leaves {int(holdout.sum())} of {len(values)} rows held "
+            f"splitting on {factor} at {cut!r} leaves {int(holdout.sum())} of {len(values)} "
+            f"rows held "
             f"out; {factor} spans {values.min():.4g} to {values.max():.4g} — choose a cut inside it"
         )
     return ~holdout, holdout

@@ -1,7 +1,9 @@
 """Optimal values of one factor of a law, derived with sympy.
 
-For a factor ``x`` (e.g. ``G`` or ``S``) the optimum solves ``dL/dx = 0`` with ``d2L/dx2 > 0`` (a minimum
-of the loss). For the joint MoE law the bracket ``e G + f/G + m S^2 + n S`` multiplies a positive factor,
+For a factor ``x`` (e.g. ``G`` or ``S``) the optimum solves ``dL/dx = 0`` with ``d2L/dx2 > 0`` (a
+minimum
+of the loss). For the joint MoE law the bracket ``e G + f/G + m S^2 + n S`` multiplies a positive
+factor,
 so ``G* = sqrt(f/e)`` and ``S* = -n/(2m)``, free of ``N``, ``Na`` and ``D``.
 """
 
@@ -33,9 +35,11 @@ def optimum(expr_or_fit, var, params=None, bounds=None) -> float | None:
     var : str or sympy.Symbol
         The factor to optimise, e.g. ``"G"``.
     params : dict of str to float, optional
-        Values substituted before solving: constants and, if the optimum depends on them, other inputs.
+        Values substituted before solving: constants and, if the optimum depends on them, other
+        inputs.
     bounds : tuple of float, optional
-        ``(lo, hi)``: keep only minima inside, and scan this range numerically if sympy cannot solve.
+        ``(lo, hi)``: keep only minima inside, and scan this range numerically if sympy cannot
+        solve.
 
     Returns
     -------
@@ -80,7 +84,9 @@ def _expression(expr_or_fit, params) -> sympy.Expr:
         values = params if params is not None else expr_or_fit.reference
         if values is None:
             raise InputError(f"law {expr_or_fit.name!r} has no reference constants; pass params=")
-        expr = expr_or_fit.substitute({k: v for k, v in values.items() if k in expr_or_fit.constants})
+        expr = expr_or_fit.substitute(
+            {k: v for k, v in values.items() if k in expr_or_fit.constants}
+        )
     elif isinstance(expr_or_fit, sympy.Expr):
         expr = expr_or_fit
     else:

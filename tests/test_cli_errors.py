@@ -1,4 +1,4 @@
-"""Bad input to the ``moelaw`` program: exit status 2, one line naming the problem, nothing written."""
+"""Bad input to the `moelaw` program: exit status 2, one line naming the problem, nothing left."""
 
 from pathlib import Path
 
