@@ -1,9 +1,8 @@
 """Fit, discover, check and export scaling laws for Mixture-of-Experts language models.
 
-Symbols and columns. The paper's factors are sympy symbols of the same name and, in every table,
-columns
-of the same name; the measured loss is the column ``loss`` (nats per token, per byte for byte-level
-models):
+Symbols and columns. The paper's factors are sympy symbols of the same name and, in every
+table, columns of the same name; the measured loss is the column ``loss`` (nats per token, per
+byte for byte-level models):
 
 ======  ======================================================================  ==============
 symbol  meaning                                                                 column
@@ -25,6 +24,13 @@ Example::
     table = load_table("runs.parquet")
     fit = fit_law(get_law("moe_joint"), table)
     fit.params, fit.metrics(table), fit.sympy()
+
+    from discover import discover_law
+    found = discover_law(table, ["N", "Na", "D", "G", "S"])   # select by inner extrapolation
+    found.best.sympy(), found.front
+
+The jobs behind the command-line program (load, split, fit or discover, score, save) are in
+:mod:`discover.workflow`.
 """
 
 from discover.data import check_table, load_table
@@ -34,15 +40,18 @@ from discover.formula import FACTORS, parse_formula, symbol
 from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
 from discover.metrics import extrapolation_split, mape, r2, rmse, scores
 from discover.optima import optimum
+from discover.pipeline import DiscoveryResult, discover_law
 
 __all__ = [
     "FACTORS",
     "LAWS",
     "Bounds",
+    "DiscoveryResult",
     "FitConvergenceWarning",
     "FitResult",
     "Law",
     "check_table",
+    "discover_law",
     "export_law",
     "extrapolation_split",
     "fit_law",

@@ -60,7 +60,7 @@ def export_law(fit, out_dir, metrics=None) -> dict[str, Path]:
     paths = {}
     for kind, text in texts.items():
         paths[kind] = out / f"law.{kind}"
-        _write_atomic(paths[kind], text + "\n")
+        write_atomic(paths[kind], text + "\n")
     return paths
 
 
@@ -121,7 +121,7 @@ def _finite(value: float):
     return value if math.isfinite(value) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import textwrap
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -25,6 +23,7 @@ import pandas as pd
 import sympy
 
 from discover.data import check_table, load_table
+from discover.export import write_atomic
 from discover.fit import FitResult, fit_law
 from discover.formula import parse_formula
 from discover.laws import LAWS, Law, get_law, law_from_expr
@@ -82,7 +81,8 @@ class Outcome:
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` atomically; returns the path."""
         path = Path(path)
-        _atomic_write(path, json.dumps(self.to_json(), indent=2))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(self.to_json(), indent=2))
         return path
 
 
@@ -670,17 +670,3 @@ def _jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
