@@ -16,6 +16,7 @@ Errors a user can fix end the program with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -38,6 +39,16 @@ def _where(items: list[str], flag="--where", example="extra_step=249000") -> dic
             raise InputError(f"{flag} {item!r} is not KEY=VALUE; write e.g. {flag} {example}")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in _names(text)]
+    except ValueError:
+        raise InputError(f"{flag} {text!r} must be integers, e.g. {flag} 0,1,2") from None
+    if not values:
+        raise InputError(f"{flag} is empty; give at least one integer, e.g. {flag} 0")
+    return values
 
 
 def _names(text: str) -> list[str]:
@@ -185,12 +196,15 @@ def cmd_discover(args: argparse.Namespace) -> int:
         inputs=_names(args.inputs) if args.inputs else None,
         reference=args.law,
         max_constants=args.max_constants,
-        seeds=[int(s) for s in _names(args.seeds)],
+        seeds=_ints(args.seeds, "--seeds"),
         time_limit=args.time_limit,
         out_dir=args.out,
         **_data_options(args),
     )
-    return _print_outcome(outcome, args.json)
+    _print_outcome(outcome, args.json)
+    if not args.json:
+        print(f"\nsaved: {Path(args.out) / 'discovery.json'} and the chosen law in {args.out}/law/")
+    return 0
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -200,6 +214,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         law=args.law,
         formula=args.formula,
         inputs=_names(args.inputs) if args.inputs else None,
+        bounds=_where(args.bounds, "--bounds", "A=1:1e6:log"),
         out_dir=args.out,
         **_data_options(args),
     )
@@ -233,14 +248,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from results.store import Store
-
     if args.data_command == "import-clark":
         from results.clark import import_clark2022
 
-        store = Store(args.store, create=True)
-        written = import_clark2022(args.path, store)
-        print(f"imported {written} new runs from {args.path} into {store.path}")
+        written = import_clark2022(args.path, args.store)
+        print(f"imported {written} new runs from {args.path} into {args.store}")
         return 0
 
     from discover.data import load_table
@@ -297,10 +309,14 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moelaw",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Discover joint scaling laws for Mixture-of-Experts language models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(  # every subcommand's --help shows its defaults
+        sub.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
 
     p = sub.add_parser("sweep", help="train every configuration of a sweep spec on Ray")
     p.add_argument("spec", help="sweep spec (TOML)")
@@ -349,9 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit one law (by name or formula) and report its metrics")
     _add_split_options(p)
-    p.add_argument("--law", help="name of a published law (see `moelaw compare --laws list`)")
+    p.add_argument(
+        "--law", help="name of a published law: moe_joint, chinchilla, moe_powerlaw4, ..."
+    )
     p.add_argument("--formula", help="a formula such as 'L0 + A*N**(-alpha)'; parsed without eval")
     p.add_argument("--inputs", help="input columns of --formula (default: factor names it uses)")
+    p.add_argument(
+        "--bounds",
+        action="append",
+        default=[],
+        metavar="NAME=LO:HI[:log]",
+        help="search bounds of a constant; ':log' fits it in log space (repeatable)",
+    )
     p.add_argument("--out", help="folder to export the fitted law to")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)

@@ -45,14 +45,36 @@ The format, with every section optional except ``name``, ``data`` and at least o
     [base.oat]                   # a base's own grid / oat replace the global ones for it
     G = [1, 8]
 
+    [space_filling]              # n points spread over a box, around every base
+    method = "lhs"               # "lhs" (Latin hypercube) or "sobol" (scrambled; n a power of 2)
+    n = 16
+    seed = 0                     # the same seed gives the same points, hence the same run ids
+    [space_filling.bounds]       # [low, high] per key; N, Na and D are spread in log space,
+    N = [2.0e5, 2.0e6]           # G and the architecture's integers are rounded
+    D = [5.0e5, 8.0e6]
+
+    [resources]                  # per run; see cluster.resources
+    cpus = 1
+    gpus = 0                     # or "auto": a GPU fraction from the estimated memory
+    custom = { }
+
+    [schedule]
+    order = "longest"            # "longest", "shortest", "informative" (spread-out points
+                                 # first) or "spec" (the order written)
+    max_concurrent = 8           # runs in flight at once (default: as many as Ray can place)
+    retries = 2                  # new attempts of a run that ran out of memory or lost its worker
+    backoff_s = 5.0              # first wait before such an attempt; doubles each time
+    worker_retries = 2           # Ray's own immediate retries of a task whose worker died
+
 Points that come out identical (for instance the base itself, reached from ``grid`` and from
-``oat``) are trained once.
+``oat``) are trained once. Replicates are ``seeds``: every point is trained once per seed.
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,7 +98,24 @@ TRAIN_KEYS = (
     "eval_tokens",
 )
 POINT_KEYS = FACTOR_KEYS + ARCH_KEYS + TRAIN_KEYS
-TOP_KEYS = ("name", "store", "seeds", "data", "defaults", "base", "grid", "oat")
+TOP_KEYS = (
+    "name",
+    "store",
+    "seeds",
+    "data",
+    "defaults",
+    "base",
+    "grid",
+    "oat",
+    "space_filling",
+    "resources",
+    "schedule",
+)
+SPACE_FILLING_KEYS = ("method", "n", "seed", "bounds")
+SCHEDULE_KEYS = ("order", "max_concurrent", "retries", "backoff_s", "worker_retries")
+ORDERS = ("longest", "shortest", "informative", "spec")
+LOG_SCALE_KEYS = ("N", "Na", "D", "lr", "eval_tokens")
+INTEGER_KEYS = ("G", "d_model", "n_layers", "n_heads", "seq_len", "batch_size", "eval_every")
 DATA_KEYS = ("files", "val_fraction")
 
 # Settings a point gets when neither [defaults] nor a base gives them.
@@ -101,6 +140,17 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """How a sweep is scheduled (the ``[schedule]`` table; see the module docstring)."""
+
+    order: str = "longest"
+    max_concurrent: int | None = None
+    retries: int = 2
+    backoff_s: float = 5.0
+    worker_retries: int = 2
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A checked sweep specification.
 
@@ -120,6 +170,10 @@ class SweepSpec:
         Fraction at the end of each file held out for validation.
     points : tuple of dict
         The settings of every point, before seeds are applied (duplicates removed).
+    resources : cluster.resources.Resources
+        What each run asks Ray for.
+    schedule : Schedule
+        Order, concurrency, retries and backoff.
     """
 
     name: str
@@ -129,6 +183,8 @@ class SweepSpec:
     files: tuple[Path, ...]
     val_fraction: float
     points: tuple[dict, ...] = field(repr=False)
+    resources: Any = None  # cluster.resources.Resources; None means the defaults
+    schedule: Schedule = field(default_factory=Schedule)
 
 
 @dataclass(frozen=True)
@@ -226,6 +282,7 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
     oat = dict(doc.get("oat", {}))
     _check_lists(grid, "grid")
     _check_lists(oat, "oat")
+    filling = _space_filling(doc.get("space_filling"), where)
     points = []
     for i, base in enumerate(bases):
         base = dict(base)
@@ -236,9 +293,115 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
         _check_point_values(base, label)
         _check_lists(base_grid, f"base.grid of {label}")
         _check_lists(base_oat, f"base.oat of {label}")
-        points += _expand_points({**BUILTIN_DEFAULTS, **defaults, **base}, base_grid, base_oat)
+        center = {**BUILTIN_DEFAULTS, **defaults, **base}
+        if base_grid or base_oat or not filling:
+            points += _expand_points(center, base_grid, base_oat)
+        points += [{**center, **sample} for sample in filling]
     points = _unique(points)
-    return SweepSpec(name, path, store, tuple(seeds), files, val_fraction, tuple(points))
+
+    # 4. How the runs are placed and scheduled.
+    from cluster.resources import Resources, parse_resources
+
+    resources = parse_resources(doc["resources"], where) if "resources" in doc else Resources()
+    schedule = _schedule(doc.get("schedule", {}), where)
+    return SweepSpec(
+        name, path, store, tuple(seeds), files, val_fraction, tuple(points), resources, schedule
+    )
+
+
+def _schedule(table: Any, where: str) -> Schedule:
+    """Check a ``[schedule]`` table."""
+    if not isinstance(table, Mapping):
+        raise InputError(f"[schedule] of {where} must be a table, got {table!r}.")
+    _refuse_unknown(table, SCHEDULE_KEYS, f"[schedule] of {where}")
+    order = table.get("order", "longest")
+    if order not in ORDERS:
+        raise InputError(
+            f"[schedule] order of {where} is {order!r}; use one of {', '.join(ORDERS)}."
+        )
+    limit = table.get("max_concurrent")
+    for key in ("max_concurrent", "retries", "worker_retries"):
+        value = table.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(
+                f"[schedule] {key} of {where} must be a whole number >= 0, got {value!r}."
+            )
+    if limit == 0:
+        raise InputError(f"[schedule] max_concurrent of {where} is 0; it must be at least 1.")
+    backoff = table.get("backoff_s", 5.0)
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
+        raise InputError(f"[schedule] backoff_s of {where} must be seconds >= 0, got {backoff!r}.")
+    return Schedule(
+        order,
+        limit,
+        table.get("retries", 2),
+        float(backoff),
+        table.get("worker_retries", 2),
+    )
+
+
+def _space_filling(table: Any, where: str) -> list[dict]:
+    """The points of a ``[space_filling]`` table: a Latin hypercube or Sobol sample in bounds."""
+    if table is None:
+        return []
+    label = f"[space_filling] of {where}"
+    if not isinstance(table, Mapping):
+        raise InputError(f"{label} must be a table, got {table!r}.")
+    _refuse_unknown(table, SPACE_FILLING_KEYS, label)
+    method, n, seed = table.get("method", "lhs"), table.get("n"), table.get("seed", 0)
+    if method not in ("lhs", "sobol"):
+        raise InputError(f'{label}: method is {method!r}; use "lhs" or "sobol".')
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"{label}: n must be a whole number of points >= 1, got {n!r}.")
+    if method == "sobol" and n & (n - 1):
+        raise InputError(f"{label}: a Sobol sample needs n a power of 2, got {n}; try {_pow2(n)}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"{label}: seed must be an integer, got {seed!r}.")
+    bounds = _bounds(table.get("bounds"), label)
+
+    # Unit-cube sample, mapped into the box (log scale for sizes), integers rounded.
+    from scipy.stats import qmc
+
+    keys = list(bounds)
+    sampler = (qmc.LatinHypercube if method == "lhs" else qmc.Sobol)(d=len(keys), seed=seed)
+    unit = sampler.random(n)
+    points = []
+    for row in unit:
+        points.append({k: _scale(k, bounds[k], u) for k, u in zip(keys, row, strict=True)})
+    return points
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _bounds(bounds: Any, label: str) -> dict[str, tuple[float, float]]:
+    if not isinstance(bounds, Mapping) or not bounds:
+        raise InputError(f"{label}: bounds are missing; add [space_filling.bounds] N = [1e5, 1e6].")
+    _refuse_unknown(bounds, POINT_KEYS, f"bounds of {label}")
+    checked = {}
+    for key, pair in bounds.items():
+        ok = isinstance(pair, list) and len(pair) == 2
+        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+        if not ok or pair[0] > pair[1]:
+            raise InputError(
+                f"{label}: bounds {key} = {pair!r} must be [low, high] with low <= high."
+            )
+        if key in LOG_SCALE_KEYS and pair[0] <= 0:
+            raise InputError(f"{label}: bounds {key} = {pair!r} must be positive (log scale).")
+        checked[key] = (float(pair[0]), float(pair[1]))
+    return checked
+
+
+def _scale(key: str, bounds: tuple[float, float], u: float) -> float | int:
+    low, high = bounds
+    if key in LOG_SCALE_KEYS:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        value = low + u * (high - low)
+    if key in INTEGER_KEYS:
+        return int(round(value))
+    return float(f"{value:.6g}")  # six digits, so the point (and its run id) reads well
 
 
 def _expand_points(center: dict, grid: dict, oat: dict) -> list[dict]:

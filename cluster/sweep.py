@@ -9,7 +9,21 @@ again on the next invocation unless ``retry_failed=False``.
 By default a private Ray instance is started on this machine, bound to 127.0.0.1 with one worker
 slot per core and no dashboard. With ``address`` the sweep joins an existing Ray cluster instead;
 its authentication token is taken from ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` by Ray itself
-and is never logged or stored.
+and is never logged or stored. On a cluster, our packages reach the workers through the task's
+runtime environment (``py_modules``) and the data files through Ray's object store (their bytes are
+put there once), so no shared disk is assumed.
+
+Fault tolerance, in layers:
+
+1. A worker process that dies (killed, pre-empted node) is retried at once by Ray, up to
+   ``[schedule] worker_retries`` times; the new attempt resumes from the run's last checkpoint
+   (``<store>/checkpoints/<run_id>``, removed once the run's record is stored).
+2. A run that ran out of memory, or whose worker died on every Ray retry, is submitted again by this
+   driver after a backoff (``backoff_s``, doubling), up to ``[schedule] retries`` times.
+3. A run whose configuration is at fault (class "config_error") or that fails otherwise is stored
+   as failed with its error and class at once; the rest of the sweep goes on.
+4. Each result is stored the moment it lands, once (the store keeps one file per run id), so a
+   killed driver restarted with the same spec continues where it stopped.
 """
 
 from __future__ import annotations
@@ -18,12 +32,14 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster.runner import execute
+from cluster import runner
+from cluster.runner import OOM, RETRYABLE, WORKER_DIED, classify, execute
 from cluster.spec import PlannedRun, SweepSpec, describe, plan
 from results.errors import InputError
 from results.schema import RunRecord
@@ -34,13 +50,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SweepSummary:
-    """What a sweep did: counts, and the ids and errors of failed runs."""
+    """What a sweep did: counts, the ids and errors of failed runs, and how often runs were retried.
+
+    ``failed`` maps a run id to the first line of its error, which opens with the failure class in
+    brackets ("[oom] ...", "[worker_died] ...", "[config_error] ...", "[error] ...").
+    """
 
     planned: int
     skipped: int = 0
     done: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    retried: int = 0
     wall_time_s: float = 0.0
+    run_time_s: float = 0.0  # sum of the stored runs' own wall times
 
     @property
     def ran(self) -> int:
@@ -74,14 +96,28 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             log_to_driver=False,
         )
     else:
-        ray.init(address=address, configure_logging=False, log_to_driver=False)
+        ray.init(
+            address=address,
+            configure_logging=False,
+            log_to_driver=False,
+            runtime_env={"py_modules": _our_packages()},
+        )
     try:
         yield
     finally:
         ray.shutdown()
 
 
-def _failed_record(planned: PlannedRun, source: str, error: str) -> RunRecord:
+def _our_packages() -> list:
+    """The packages a worker needs, shipped with the job so that no shared disk is assumed."""
+    import cluster
+    import results
+    import trainer
+
+    return [cluster, results, trainer]
+
+
+def _failed_record(planned: PlannedRun, source: str, error: str, kind: str) -> RunRecord:
     """A record for a run whose task died (for instance its worker was killed on every retry)."""
     run = planned.run_config
     from cluster.runner import _architecture
@@ -90,7 +126,7 @@ def _failed_record(planned: PlannedRun, source: str, error: str) -> RunRecord:
         run_id=planned.run_id,
         source=source,
         status="failed",
-        error=error,
+        error=f"[{kind}] {error}",
         N=float(planned.achieved["N"]),
         Na=float(planned.achieved["Na"]),
         D=float(run.train.tokens),
@@ -103,6 +139,7 @@ def _failed_record(planned: PlannedRun, source: str, error: str) -> RunRecord:
         config=run.to_dict(),
         architecture=_architecture(run.model),
         curve=[],
+        extra={**_targets(planned), "failure": kind},
     )
 
 
@@ -110,12 +147,85 @@ def _targets(planned: PlannedRun) -> dict:
     return {f"target_{k}": float(v) for k, v in planned.point.items() if k in ("N", "Na", "D")}
 
 
+def order_runs(runs: list[PlannedRun], order: str) -> list[PlannedRun]:
+    """Runs in the order they are submitted.
+
+    "longest" (estimated FLOPs, largest first) keeps the last slot from idling behind one big run;
+    "shortest" returns the most results soonest; "informative" takes the points that are farthest
+    from every point taken before, in log factor space (greedy maximin), so that the first results
+    already span the design; "spec" keeps the spec's order.
+    """
+    if order == "spec":
+        return list(runs)
+    if order in ("longest", "shortest"):
+        return sorted(runs, key=lambda p: p.cost, reverse=order == "longest")
+    return _maximin(runs)
+
+
+def _maximin(runs: list[PlannedRun]) -> list[PlannedRun]:
+    import numpy as np
+
+    if len(runs) <= 2:
+        return sorted(runs, key=lambda p: p.cost)
+
+    def coordinates(p: PlannedRun) -> list[float]:
+        a, tokens = p.achieved, p.run_config.train.tokens
+        return [math.log(a["N"]), math.log(a["Na"]), math.log(tokens), math.log(a["G"]), a["S"]]
+
+    X = np.array([coordinates(p) for p in runs])
+    span = X.max(axis=0) - X.min(axis=0)
+    X = (X - X.min(axis=0)) / np.where(span > 0, span, 1.0)
+
+    # Start from the cheapest run, then always add the one farthest from all chosen so far.
+    chosen = [int(np.argmin([p.cost for p in runs]))]
+    distance = np.linalg.norm(X - X[chosen[0]], axis=1)
+    while len(chosen) < len(runs):
+        distance[chosen] = -1.0
+        nxt = int(np.argmax(distance))
+        chosen.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(X - X[nxt], axis=1))
+    return [runs[i] for i in chosen]
+
+
 def pending_runs(spec: SweepSpec, store: Store, *, retry_failed: bool = True) -> list[PlannedRun]:
-    """The planned runs of ``spec`` that ``store`` does not hold yet, costliest first."""
+    """The planned runs of ``spec`` that ``store`` does not hold yet, in the spec's order."""
     done = store.ids(status="ok") if retry_failed else store.ids(status=None)
     todo = [p for p in plan(spec) if p.run_id not in done]
-    # Longest first keeps the last slot from idling behind one big run.
-    return sorted(todo, key=lambda p: p.cost, reverse=True)
+    return order_runs(todo, spec.schedule.order)
+
+
+def failure_class(exc: BaseException) -> str:
+    """The failure class of an error Ray raised for a task (see :func:`cluster.runner.classify`)."""
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError) and exc.cause is not None:
+        return classify(exc.cause)
+    if isinstance(exc, rex.OutOfMemoryError):
+        return OOM
+    dead = (rex.WorkerCrashedError, rex.NodeDiedError, rex.LocalRayletDiedError, rex.OwnerDiedError)
+    if isinstance(exc, dead):
+        return WORKER_DIED
+    return runner.ERROR
+
+
+def _data_blob(spec: SweepSpec) -> dict[str, bytes]:
+    """The data files' bytes by name, for workers that do not share the driver's disk."""
+    blobs = {}
+    for path in spec.files:
+        if path.name in blobs:
+            raise InputError(
+                f"two data files of sweep '{spec.name}' are named '{path.name}'; on a Ray "
+                "cluster files travel by name, so rename one of them."
+            )
+        blobs[path.name] = path.read_bytes()
+    return blobs
+
+
+@dataclass
+class _Attempt:
+    planned: PlannedRun
+    number: int = 1  # this driver's attempt at the run, 1-based
+    not_before: float = 0.0  # time.monotonic() before which it is not submitted
 
 
 def run_sweep(
@@ -125,7 +235,10 @@ def run_sweep(
     address: str | None = None,
     workers: int | None = None,
     retry_failed: bool = True,
-    max_retries: int = 2,
+    max_retries: int | None = None,
+    max_concurrent: int | None = None,
+    checkpoints: bool = True,
+    executor: Callable[..., RunRecord] | None = None,
     on_update: Callable[[str, PlannedRun, RunRecord | None], None] | None = None,
 ) -> SweepSummary:
     """Train every run of ``spec`` that is not in the store yet, on Ray.
@@ -137,16 +250,24 @@ def run_sweep(
     store : Store or path, optional
         Where results go; defaults to ``spec.store``.
     address : str, optional
-        Address of an existing Ray cluster; default starts a private one on 127.0.0.1.
+        Address of an existing Ray cluster ("127.0.0.1:6379"); default starts a private one on
+        127.0.0.1. With an address, code travels as ``py_modules`` and data through the object
+        store.
     workers : int, optional
-        Worker slots of the private instance (default: one per core). Each run uses one CPU.
+        CPUs of the private instance (default: one per core).
     retry_failed : bool
         Train again runs stored as failed (default True).
-    max_retries : int
-        How often Ray retries a run whose worker process died.
+    max_retries : int, optional
+        Ray's retries of a run whose worker process died (default ``[schedule] worker_retries``).
+    max_concurrent : int, optional
+        Runs in flight at once (default ``[schedule] max_concurrent``, else all).
+    checkpoints : bool
+        Give each run a checkpoint folder under the store so that a retry resumes (default True).
+    executor : callable, optional
+        Replaces :func:`cluster.runner.execute` (same signature); for tests and benchmarks.
     on_update : callable, optional
-        Called as ``on_update(event, planned, record)`` with event "start", "ok" or "failed"; the
-        command-line program uses it for its progress bar.
+        Called as ``on_update(event, planned, record)`` with event "start", "retry", "ok" or
+        "failed"; the command-line program uses it for its progress bar.
 
     Returns
     -------
@@ -160,36 +281,110 @@ def run_sweep(
     if not todo:
         return summary
 
-    import ray
-
     with ray_session(address, workers):
-        task = ray.remote(num_cpus=1, max_retries=max_retries)(execute)
-        refs = {}
-        for p in todo:
-            ref = task.remote(
-                p.run_config.to_dict(), p.run_id, spec.name, p.achieved, extra=_targets(p)
-            )
-            refs[ref] = p
-            if on_update:
-                on_update("start", p, None)
-
-        # Store each result as soon as it lands.
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=5.0)
-            for ref in ready:
-                p = refs.pop(ref)
-                try:
-                    record = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    record = _failed_record(p, spec.name, f"{type(exc).__name__}: {exc}")
-                store.write(record)
-                if record.status == "ok":
-                    summary.done += 1
-                else:
-                    summary.failed[p.run_id] = record.error.splitlines()[0]
-                    log.warning("run %s (%s) failed: %s", p.run_id, describe(p.point), record.error)
-                if on_update:
-                    on_update(record.status, p, record)
-
+        loop = _Loop(spec, store, summary, address, executor or execute, on_update)
+        loop.run(todo, max_retries, max_concurrent, checkpoints)
     summary.wall_time_s = time.perf_counter() - started
     return summary
+
+
+class _Loop:
+    """The driver's loop: submit within the concurrency limit, store what lands, retry failures."""
+
+    def __init__(self, spec, store, summary, address, executor, on_update) -> None:
+        import ray
+
+        from cluster.resources import Resources
+
+        self.ray, self.spec, self.store, self.summary = ray, spec, store, summary
+        self.on_update = on_update or (lambda *args: None)
+        self.resources = spec.resources or Resources()
+        self.task = ray.remote(executor)
+        self.data = ray.put(_data_blob(spec)) if address else None
+
+    def run(self, todo, max_retries, max_concurrent, checkpoints) -> None:
+        schedule = self.spec.schedule
+        self.worker_retries = schedule.worker_retries if max_retries is None else max_retries
+        self.limit = max_concurrent or schedule.max_concurrent or len(todo)
+        self.checkpoints = checkpoints
+        waiting = [_Attempt(p) for p in todo]
+        running: dict = {}
+        while waiting or running:
+            self._submit(waiting, running)
+            timeout = self._next_wake(waiting, running)
+            ready, _ = self.ray.wait(list(running), num_returns=1, timeout=timeout)
+            for ref in ready:
+                self._land(running.pop(ref), ref, waiting)
+
+    def _submit(self, waiting: list[_Attempt], running: dict) -> None:
+        """Submit waiting runs, in order, while there is room and their backoff is over."""
+        now = time.monotonic()
+        for attempt in list(waiting):
+            if len(running) >= self.limit:
+                return
+            if attempt.not_before > now:
+                continue
+            waiting.remove(attempt)
+            running[self._remote(attempt.planned)] = attempt
+            self.on_update("start", attempt.planned, None)
+
+    def _remote(self, p: PlannedRun):
+        from cluster.resources import task_options
+
+        options = task_options(self.resources, p.run_config)
+        folder = self._checkpoint_dir(p)
+        return self.task.options(max_retries=self.worker_retries, **options).remote(
+            p.run_config.to_dict(),
+            p.run_id,
+            self.spec.name,
+            p.achieved,
+            extra=_targets(p),
+            checkpoint_dir=str(folder) if folder else None,
+            data=self.data,
+        )
+
+    def _checkpoint_dir(self, p: PlannedRun) -> Path | None:
+        return self.store.path / "checkpoints" / p.run_id if self.checkpoints else None
+
+    def _next_wake(self, waiting: list[_Attempt], running: dict) -> float | None:
+        """Seconds to wait for a result: until the next backoff ends, or 1 s at most."""
+        if not running:
+            return max(0.0, min(a.not_before for a in waiting) - time.monotonic())
+        return 1.0
+
+    def _land(self, attempt: _Attempt, ref, waiting: list[_Attempt]) -> None:
+        """Store a finished run, or send it back to wait for another attempt."""
+        p = attempt.planned
+        try:
+            record = self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            kind = failure_class(exc)
+            record = _failed_record(p, self.spec.name, f"{type(exc).__name__}: {exc}", kind)
+        kind = record.extra.get("failure", "")
+        if (
+            record.status != "ok"
+            and kind in RETRYABLE
+            and attempt.number <= self.spec.schedule.retries
+        ):
+            delay = self.spec.schedule.backoff_s * 2 ** (attempt.number - 1)
+            log.warning("run %s failed (%s); trying again in %.1f s", p.run_id, kind, delay)
+            waiting.insert(0, _Attempt(p, attempt.number + 1, time.monotonic() + delay))
+            self.summary.retried += 1
+            self.on_update("retry", p, record)
+            return
+        self._store(attempt, record)
+
+    def _store(self, attempt: _Attempt, record: RunRecord) -> None:
+        p = attempt.planned
+        record.extra["driver_attempts"] = attempt.number
+        self.store.write(record)
+        if record.status == "ok":
+            self.summary.done += 1
+            self.summary.run_time_s += record.wall_time_s
+            folder = self._checkpoint_dir(p)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        else:
+            self.summary.failed[p.run_id] = record.error.splitlines()[0]
+            log.warning("run %s (%s) failed: %s", p.run_id, describe(p.point), record.error)
+        self.on_update(record.status, p, record)

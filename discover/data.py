@@ -66,10 +66,17 @@ def _read(path: Path) -> pd.DataFrame:
 
         return Store(path, create=False).runs()
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path)
+    readers = {".parquet": pd.read_parquet, ".csv": pd.read_csv}
+    if suffix in readers:
+        try:
+            return readers[suffix](path)
+        except (ValueError, OSError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            # pandas and pyarrow raise subclasses of these for empty, truncated or garbled files
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise InputError(
+                f"cannot read {str(path)!r} as {suffix[1:]}: {reason}; "
+                f"check that it is a complete {suffix[1:]} file with a header row"
+            ) from None
     raise InputError(
         f"cannot read {str(path)!r}: unknown file type {suffix!r}; "
         "use a store folder, .parquet or .csv"

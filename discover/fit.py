@@ -1,12 +1,24 @@
 """Fit the constants of a scaling law: a vectorised global search, then gradient polishing.
 
-The objective is the sum over runs of a Huber loss of the log-space residual
+The objective is the sum over runs of a loss of the log-space residual
 
-    r_i = log L(x_i; theta) - log y_i,    objective = sum_i w_i * rho_delta(r_i)
+    r_i = log L(x_i; theta) - log y_i,    objective = sum_i w_i * rho(r_i)
 
-(``rho_delta(r) = r^2/2`` for ``|r| <= delta``, ``delta (|r| - delta/2)`` beyond), as in Hoffmann
-et al.
-2022 and Besiroglu et al. 2024. Steps:
+(``residual="linear"`` uses ``r_i = L(x_i; theta) - y_i`` instead)
+with ``rho`` one of (``loss=``):
+
+- ``"huber"`` (default): ``r^2/2`` for ``|r| <= delta``, ``delta (|r| - delta/2)`` beyond, as in
+  Hoffmann et al. 2022 and Besiroglu et al. 2024;
+- ``"squared"``: ``r^2/2``;
+- ``"absolute"``: ``|r|``, rounded off inside ``|r| <= 1e-9`` (``r^2/2e-9 + 5e-10``) so that its
+  gradient exists everywhere;
+- ``"asymmetric"``: ``kappa r^2/2`` for ``r > 0`` (the law over-predicts the loss) and ``r^2/2``
+  otherwise, ``kappa = asymmetry`` (default 4): over-prediction costs ``kappa`` times as much.
+
+``reduction="mean"`` divides the objective by the sum of weights. The optimiser works on the
+objective divided by its value at the starting point, so summed and averaged objectives stop at the
+same optimum (the early stop that an averaged objective caused in published fits cannot happen here).
+Steps:
 
 1. Draw ``n_starts`` points of a scrambled Sobol sequence inside the constants' bounds (log space
 for
@@ -15,8 +27,11 @@ for
 2. Polish the ``n_polish`` best points with L-BFGS-B, using the analytic gradient of the law (sympy
    derivatives, lambdified) in the same transformed coordinates and bounds.
 3. Pass every polished result through :func:`_check_convergence`; keep the lowest objective; warn
-with
-   :class:`FitConvergenceWarning` if it did not converge.
+   with :class:`FitConvergenceWarning` if it did not converge.
+4. Check that the data identify every constant (:func:`discover.identify.identifiability`); warn
+   with :class:`IdentifiabilityWarning` naming flat directions and strongly correlated pairs.
+
+Bootstrap intervals of every constant: :meth:`FitResult.bootstrap` (see :mod:`discover.bootstrap`).
 
 Example::
 
@@ -28,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -49,7 +65,10 @@ from results.errors import InputError
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("huber", "squared")
+LOSSES = ("huber", "squared", "absolute", "asymmetric")
+REDUCTIONS = ("sum", "mean")
+RESIDUALS = ("log", "linear")
+_ABS_SMOOTH = 1e-9  # half-width of the rounded-off kink of the absolute loss
 _CHUNK = 2_000_000  # largest n_starts * n_rows block evaluated at once (16 MB of float64)
 _SCOUTS = 8  # starts given a short polish for every start fully polished
 _SCOUT_ITER = 60  # iterations of a short polish
@@ -58,6 +77,10 @@ _AT_BOUND = 1e-7  # a constant within this fraction of its interval from a bound
 
 class FitConvergenceWarning(UserWarning):
     """The optimiser did not reach a minimum it can vouch for; see ``FitResult.message``."""
+
+
+class IdentifiabilityWarning(UserWarning):
+    """The data cannot pin down some constants; see ``FitResult.identifiability``."""
 
 
 @functools.lru_cache(maxsize=128)
@@ -76,13 +99,23 @@ class _Problem:
 
     law: Law
     x: list  # one float64 array (n_rows,) per input, in law.inputs order
-    log_y: np.ndarray
+    log_y: np.ndarray  # log of the targets ("log" residuals) or the targets ("linear")
     w: np.ndarray
     loss: str
     delta: float
+    asymmetry: float
     log_space: np.ndarray  # bool per constant: fitted as log(c)
     lo: np.ndarray  # bounds in the transformed coordinates
     hi: np.ndarray
+    residual: str = "log"
+
+    def residuals(self, pred: np.ndarray) -> np.ndarray:
+        """``log pred - log y`` (default) or ``pred - y`` (``residual="linear"``)."""
+        return (np.log(pred) if self.residual == "log" else pred) - self.log_y
+
+    def dr_dpred(self, pred: np.ndarray) -> np.ndarray:
+        """Derivative of the residual with respect to the prediction."""
+        return 1.0 / pred if self.residual == "log" else np.ones_like(pred)
 
     def constants(self, theta: np.ndarray) -> np.ndarray:
         """Constants from transformed coordinates (any leading shape)."""
@@ -103,14 +136,45 @@ class _Problem:
         return np.broadcast_to(np.asarray(value(*x, *c_args), dtype=float), shape)
 
     def rho(self, r: np.ndarray) -> np.ndarray:
+        """Loss of each residual (see the module docstring for the four forms)."""
         if self.loss == "squared":
             return 0.5 * r**2
+        if self.loss == "asymmetric":
+            return 0.5 * r**2 * np.where(r > 0, self.asymmetry, 1.0)
+        delta = self.delta if self.loss == "huber" else _ABS_SMOOTH
         a = np.abs(r)
-        return np.where(a <= self.delta, 0.5 * r**2, self.delta * (a - 0.5 * self.delta))
+        huber = np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))
+        return huber if self.loss == "huber" else huber / delta
 
     def psi(self, r: np.ndarray) -> np.ndarray:
         """Derivative of rho."""
-        return r if self.loss == "squared" else np.clip(r, -self.delta, self.delta)
+        if self.loss == "squared":
+            return r
+        if self.loss == "asymmetric":
+            return r * np.where(r > 0, self.asymmetry, 1.0)
+        if self.loss == "huber":
+            return np.clip(r, -self.delta, self.delta)
+        return np.clip(r, -_ABS_SMOOTH, _ABS_SMOOTH) / _ABS_SMOOTH
+
+    def with_weights(self, w: np.ndarray) -> _Problem:
+        """The same problem with other row weights (a bootstrap resample is a weight vector)."""
+        return dataclasses.replace(self, w=np.asarray(w, dtype=float))
+
+    def theta(self, params: dict) -> np.ndarray:
+        """Transformed coordinates of a dict of constants."""
+        c = np.array([float(params[n]) for n in self.law.constants])
+        return np.where(self.log_space, np.log(np.abs(c)), c)
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """d log L / d theta at every row, shape (n_rows, n_const)."""
+        with np.errstate(all="ignore"):
+            pred = self.predict(theta)
+            _, gradient = _compile(self.law.expr, self.law.inputs, tuple(self.law.constants))
+            partials = gradient(*self.x, *self.constants(theta))
+            jac = np.stack([np.broadcast_to(np.asarray(p, float), pred.shape) for p in partials])
+            return (jac * self.dr_dpred(pred)).T * np.where(
+                self.log_space, self.constants(theta), 1.0
+            )
 
     def objective_many(self, theta: np.ndarray) -> np.ndarray:
         """Objective at every row of theta (k, n_const), inf where a prediction is not positive."""
@@ -119,7 +183,7 @@ class _Problem:
         with np.errstate(all="ignore"):
             for i in range(0, len(theta), step):
                 pred = self.predict(theta[i : i + step])
-                r = np.log(pred) - self.log_y
+                r = self.residuals(pred)
                 obj = (self.rho(r) * self.w).sum(axis=1)
                 bad = ~(np.isfinite(pred) & (pred > 0)).all(axis=1)
                 out[i : i + step] = np.where(bad | ~np.isfinite(obj), np.inf, obj)
@@ -131,11 +195,11 @@ class _Problem:
             pred = self.predict(theta)
             if not (np.isfinite(pred).all() and (pred > 0).all()):
                 return math.inf, np.zeros_like(theta)
-            r = np.log(pred) - self.log_y
+            r = self.residuals(pred)
             _, gradient = _compile(self.law.expr, self.law.inputs, tuple(self.law.constants))
             partials = gradient(*self.x, *self.constants(theta))
             jac = np.stack([np.broadcast_to(np.asarray(p, float), pred.shape) for p in partials])
-            g_c = jac @ (self.w * self.psi(r) / pred)
+            g_c = jac @ (self.w * self.psi(r) * self.dr_dpred(pred))
             g = g_c * np.where(self.log_space, self.constants(theta), 1.0)
             obj = float((self.w * self.rho(r)).sum())
         if not (np.isfinite(obj) and np.isfinite(g).all()):
@@ -167,6 +231,10 @@ class FitResult:
         Objective, convergence and message of every polished start, best first.
     seconds : float
         Wall time of the fit.
+    identifiability : list of str
+        Flat directions and strongly correlated pairs found at the optimum; empty if none.
+    bootstrap_samples : pandas.DataFrame or None
+        Constants refitted on each resample by the last :meth:`bootstrap` call.
     """
 
     law: Law
@@ -180,6 +248,9 @@ class FitResult:
     delta: float = 1e-3
     polished: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    identifiability: list[str] = field(default_factory=list)
+    bootstrap_samples: pd.DataFrame | None = field(default=None, repr=False)
+    problem: _Problem | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_constants(self) -> int:
@@ -202,6 +273,22 @@ class FitResult:
     def sympy(self) -> sympy.Expr:
         """The law with its constants replaced by the fitted values, at 17 significant digits."""
         return self.law.substitute(self.params)
+
+    def bootstrap(self, n: int = 1000, *, seed: int = 0, level: float = 0.95, workers=None,
+                  derived: bool = True) -> pd.DataFrame:  # fmt: skip
+        """Bootstrap standard errors and intervals of every constant (and of G*, S* if defined).
+
+        Runs are resampled with replacement ``n`` times and the law refitted on each resample from
+        the fitted constants; see :func:`discover.bootstrap.bootstrap` for the parameters.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per constant: ``constant, value, se, lo, hi, n_ok``.
+        """
+        from discover.bootstrap import bootstrap
+
+        return bootstrap(self, n, seed=seed, level=level, workers=workers, derived=derived)
 
 
 def _column(data, name) -> np.ndarray:
@@ -227,6 +314,10 @@ def fit_law(
     maxiter: int = 3000,
     start: dict[str, float] | None = None,
     grad_tol: float = 1e-6,
+    asymmetry: float = 4.0,
+    reduction: str = "sum",
+    check_identifiability: bool = True,
+    residual: str = "log",
 ) -> FitResult:
     """Fit a law's constants to measured losses.
 
@@ -238,8 +329,8 @@ def fit_law(
         One row per run, with a column per input (see ``columns``) and ``target``.
     target : str, default "loss"
         Measured loss column; must be positive.
-    loss : {"huber", "squared"}, default "huber"
-        Loss applied to each log-space residual.
+    loss : {"huber", "squared", "absolute", "asymmetric"}, default "huber"
+        Loss applied to each log-space residual (forms in the module docstring).
     delta : float, default 1e-3
         Huber threshold, in log-loss units.
     n_starts : int, default 1024
@@ -258,6 +349,17 @@ def fit_law(
         An extra starting point (e.g. published constants), always polished.
     grad_tol : float, default 1e-6
         Largest projected gradient, relative to the sum of weights, accepted as converged.
+    asymmetry : float, default 4.0
+        For ``loss="asymmetric"``: how many times more an over-prediction costs than an
+        under-prediction of the same size.
+    reduction : {"sum", "mean"}, default "sum"
+        Sum the per-row losses, or average them (weights normalised to sum to one). Both reach
+        the same optimum.
+    check_identifiability : bool, default True
+        Look for constants the data cannot separate and warn about them.
+    residual : {"log", "linear"}, default "log"
+        Residual of each row: ``log L - log y``, or ``L - y`` (plain least squares on the loss
+        with ``loss="squared"``, as some published comparisons fit).
 
     Returns
     -------
@@ -267,6 +369,9 @@ def fit_law(
     -----
     FitConvergenceWarning
         When the best polished result fails the convergence check.
+    IdentifiabilityWarning
+        When the data leave a direction of the constants flat or two constants almost perfectly
+        correlated; fix one of them (:meth:`Law.fix`) or tie them.
 
     References
     ----------
@@ -275,12 +380,13 @@ def fit_law(
     """
     began = time.perf_counter()
     columns = dict(columns or {})
-    problem = _problem(law, data, target, loss, delta, weights, columns)
+    problem = _problem(law, data, target, loss, delta, weights, columns, asymmetry, reduction,
+                       residual)  # fmt: skip
     scouts = _global_search(problem, n_starts, seed, _SCOUTS * n_polish, start)
     scouted = [_polish(problem, t, _SCOUT_ITER, grad_tol)["theta"] for t in scouts]
     scouted.sort(key=lambda t: problem.objective_and_gradient(t)[0])
     runs = [_polish(problem, t, maxiter, grad_tol) for t in scouted[:n_polish]]
-    runs.sort(key=lambda run: run["objective"])
+    runs = _finish(problem, runs, maxiter, grad_tol)
     best = runs[0]
     params = dict(zip(law.constants, map(float, problem.constants(best["theta"])), strict=True))
     if not best["converged"]:
@@ -289,20 +395,62 @@ def fit_law(
             FitConvergenceWarning,
             stacklevel=2,
         )
+    issues = _identify(problem, best["theta"]) if check_identifiability else []
     polished = [{k: v for k, v in run.items() if k != "theta"} for run in runs]
     seconds = time.perf_counter() - began
     log.info("fitted %s on %d rows in %.2f s: objective %.6g", law.name, len(data), seconds,
              best["objective"])  # fmt: skip
     return FitResult(law, params, best["objective"], best["converged"], best["message"], n_starts,
-                     columns, loss, delta, polished, seconds)  # fmt: skip
+                     columns, loss, delta, polished, seconds, issues, None, problem)  # fmt: skip
 
 
-def _problem(law, data, target, loss, delta, weights, columns) -> _Problem:
+def _finish(problem: _Problem, runs: list[dict], maxiter: int, grad_tol: float) -> list[dict]:
+    """Levenberg-Marquardt from every polished point; re-judge the ones it improved; sort.
+
+    L-BFGS-B stops on a relative change of the objective, which leaves small-residual problems
+    short of their minimum; Gauss-Newton steps converge fast there.
+    """
+    from discover.lm import refine
+
+    thetas = np.array([run["theta"] for run in runs])
+    refined, _ = refine(problem, thetas, np.repeat(problem.w[None, :], len(runs), axis=0), maxiter)
+    for i, theta in enumerate(refined):
+        if problem.objective_and_gradient(theta)[0] < runs[i]["objective"]:
+            runs[i] = _polish(problem, theta, maxiter, grad_tol)
+    return sorted(runs, key=lambda run: run["objective"])
+
+
+def _identify(problem: _Problem, theta: np.ndarray) -> list[str]:
+    """Run the identifiability check; warn once naming what it found."""
+    from discover.identify import identifiability
+
+    issues = identifiability(problem.jacobian(theta), problem.w, list(problem.law.constants))
+    if issues:
+        warnings.warn(
+            f"law {problem.law.name!r}: the data cannot identify every constant: "
+            + "; ".join(issues)
+            + ". Fix one constant of each group (law.fix(name=value)) or tie them, "
+            "or add runs that vary the inputs they multiply",
+            IdentifiabilityWarning,
+            stacklevel=3,
+        )
+    return issues
+
+
+def _problem(law, data, target, loss, delta, weights, columns, asymmetry=4.0,
+             reduction="sum", residual="log") -> _Problem:  # fmt: skip
     """Validate the arguments and data; bind the law to arrays and its transformed bounds."""
     if loss not in LOSSES:
         raise InputError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    if reduction not in REDUCTIONS:
+        raise InputError(f"unknown reduction {reduction!r}; choose one of {REDUCTIONS}")
+    if residual not in RESIDUALS:
+        raise InputError(f"unknown residual {residual!r}; choose one of {RESIDUALS}")
     if not delta > 0:
         raise InputError(f"delta must be positive, got {delta!r}")
+    if not asymmetry > 0:
+        raise InputError(f"asymmetry must be positive (4 makes over-prediction cost 4x), "
+                         f"got {asymmetry!r}")  # fmt: skip
     unknown = set(columns) - set(law.inputs)
     if unknown:
         raise InputError(f"columns= maps {sorted(unknown)}, which are not inputs of {law.name!r}: "
@@ -311,13 +459,17 @@ def _problem(law, data, target, loss, delta, weights, columns) -> _Problem:
     check_table(data, col, target, positive=[columns.get(n, n) for n in law.positive_inputs],
                 varying=col)  # fmt: skip
     x = [data[c].to_numpy(dtype=float) for c in col]
-    log_y = np.log(data[target].to_numpy(dtype=float))
+    y = data[target].to_numpy(dtype=float)
+    log_y = np.log(y) if residual == "log" else y
     w = _weights(weights, data)
+    if reduction == "mean":
+        w = w / w.sum()
     bounds = list(law.constants.values())
     log_space = np.array([b.positive for b in bounds])
     lo = np.array([math.log(b.lo) if b.positive else b.lo for b in bounds])
     hi = np.array([math.log(b.hi) if b.positive else b.hi for b in bounds])
-    return _Problem(law, x, log_y, w, loss, float(delta), log_space, lo, hi)
+    return _Problem(law, x, log_y, w, loss, float(delta), float(asymmetry), log_space, lo, hi,
+                    residual)  # fmt: skip
 
 
 def _weights(weights, data) -> np.ndarray:

@@ -153,6 +153,23 @@ class Law:
             )
         return dataclasses.replace(self, constants={**self.constants, **bounds})
 
+    def fix(self, **values: float) -> Law:
+        """Return the law with some constants held at given values (no longer fitted).
+
+        The cure for a constant the data cannot identify: ``law.fix(beta=0.3)``.
+        """
+        unknown = set(values) - set(self.constants)
+        if unknown:
+            raise InputError(
+                f"law {self.name!r} has no constant(s) {sorted(unknown)} to fix; "
+                f"its constants are {list(self.constants)}"
+            )
+        expr = self.expr.xreplace({symbol(k): sympy.Float(float(v), 17) for k, v in values.items()})
+        constants = {k: b for k, b in self.constants.items() if k not in values}
+        reference = None if self.reference is None else {
+            k: v for k, v in self.reference.items() if k in constants}  # fmt: skip
+        return dataclasses.replace(self, expr=expr, constants=constants, reference=reference)
+
     def substitute(self, params: dict[str, float]) -> sympy.Expr:
         """The expression with constants replaced by full-precision numbers."""
         values = {symbol(k): sympy.Float(float(v), 17) for k, v in params.items()}
@@ -278,7 +295,116 @@ def _moe_powerlaw4() -> Law:
     return Law("moe_powerlaw4", expr, ("N", "E"), constants, None, doc, units, assumptions)
 
 
-_REGISTRY = {"moe_joint": _moe_joint, "chinchilla": _chinchilla, "moe_powerlaw4": _moe_powerlaw4}
+def _saturating_experts(E: str, start: str, cap: str) -> str:
+    """Clark et al.'s saturating expert count: 1/Ê = 1/(E - 1 + (1/E_start - 1/E_max)^-1) + 1/E_max.
+
+    Ê equals ``E_start`` at ``E = 1`` (dense), grows about linearly in ``E`` after that and
+    approaches ``E_max`` as ``E`` grows without bound.
+    """
+    return f"1/(1/({E} - 1 + 1/(1/{start} - 1/{cap})) + 1/{cap})"
+
+
+def _clark2022() -> Law:
+    Ehat = _saturating_experts("E", "E_start", "E_max")
+    expr = parse_formula(f"exp(a*log(N) + b*log({Ehat}) + c*log(N)*log({Ehat}) + d)")
+    constants = {
+        "a": Bounds(-2.0, 2.0),
+        "b": Bounds(-2.0, 2.0),
+        "c": Bounds(-1.0, 1.0),
+        "d": Bounds(-20.0, 20.0),
+        "E_start": Bounds(1.0 + 1e-6, 50.0, positive=True),
+        "E_max": Bounds(2.0, 1e5, positive=True),
+    }
+    doc = (
+        "Clark et al. 2022, 'Unified Scaling Laws for Routed Language Models' (ICML, arXiv "
+        "2202.01169), eq. for routed models with a saturating expert count: "
+        "log L = a log N + b log Ê + c log N log Ê + d, "
+        "1/Ê = 1/(E - 1 + (1/E_start - 1/E_max)^-1) + 1/E_max. "
+        "N is the parameter count used per token (the dense model that is routed: Clark's "
+        "dense_parameter_count, moelaw's Na; fit with columns={'N': 'Na'}), E the routed expert "
+        "count (1 = dense). Natural logs; the "
+        "paper writes log10, which rescales c and d only. All six constants are fitted, within the "
+        "6-constant limit of the Clark benchmark split: the four of the bilinear form and both "
+        "ends of the saturation, E_start (where it begins, > 1) and E_max (where it saturates). "
+        "Assumes fixed training tokens (all Clark runs: ~250k steps)."
+    )
+    assumptions = ("E >= 1", "E_start > 1", "E_max > E_start", "fixed training tokens")
+    units = {"N": _UNITS["Na"], "E": _UNITS["E"]}
+    return Law("clark2022", expr, ("N", "E"), constants, None, doc, units, assumptions)
+
+
+def _krajewski2024() -> Law:
+    expr = parse_formula("L0 + (g/granularity**gamma + A)/N**alpha + B/D**beta")
+    constants = {"L0": IRREDUCIBLE, "g": SCALE, "gamma": EXPONENT, "A": SCALE,
+                 "alpha": EXPONENT, "B": SCALE, "beta": EXPONENT}  # fmt: skip
+    doc = (
+        "Krajewski et al. 2024, 'Scaling Laws for Fine-Grained Mixture of Experts' (arXiv "
+        "2402.07871): L = c + (g/G^gamma + a)/N^alpha + b/D^beta with G their granularity, the "
+        "ratio of the dense feed-forward width to one expert's width. Granularity is not moelaw's "
+        "G (experts per token), so the input is named 'granularity' (a column of that name). "
+        "N counts non-embedding parameters of the active model, D training tokens; c is L0 here."
+    )
+    units = {"N": _UNITS["N"], "D": _UNITS["D"],
+             "granularity": "dense FFN width / expert FFN width"}  # fmt: skip
+    assumptions = ("expansion rate (total / active experts) held fixed", "granularity >= 1")
+    return Law("krajewski2024", expr, ("N", "D", "granularity"), constants, None, doc, units,
+               assumptions)  # fmt: skip
+
+
+def _ludziejewski2025() -> Law:
+    expr = parse_formula(
+        "L0 + A*E**delta*Na**(-(alpha + gamma*log(E))) + B*E**omega*D**(-(beta + zeta*log(E)))"
+    )
+    constants = {"L0": IRREDUCIBLE, "A": SCALE, "delta": SIGNED, "alpha": EXPONENT,
+                 "gamma": Bounds(-1.0, 1.0), "B": SCALE, "omega": SIGNED, "beta": EXPONENT,
+                 "zeta": Bounds(-1.0, 1.0)}  # fmt: skip
+    doc = (
+        "Ludziejewski et al. 2025, 'Joint MoE Scaling Laws: Mixture of Experts Can Be Memory "
+        "Efficient' (ICML, arXiv 2502.05172): L = a Ê^delta Na^-(alpha + gamma ln Ê) "
+        "+ b Ê^omega D^-(beta + zeta ln Ê) + c, with Na the active parameters, D training tokens "
+        "and Ê the expert count. Assumption: Ê = E here; the paper passes E through a "
+        "saturating transform with constants of its own, which would take this law past nine "
+        "constants. At E = 1 it is Chinchilla in Na and D. c is L0 here."
+    )
+    units = {"Na": _UNITS["Na"], "D": _UNITS["D"], "E": _UNITS["E"]}
+    assumptions = ("E >= 1 (1 = dense)", "Ê = E (no saturation)")
+    return Law("ludziejewski2025", expr, ("Na", "D", "E"), constants, None, doc, units,
+               assumptions)  # fmt: skip
+
+
+def _abnar2025() -> Law:
+    expr = parse_formula(
+        "L0 + A/N**alpha + B/D**beta + C*(1 - sparsity)**lam + F*(1 - sparsity)**delta*N**gamma"
+    )
+    constants = {"L0": IRREDUCIBLE, "A": SCALE, "alpha": EXPONENT, "B": SCALE, "beta": EXPONENT,
+                 "C": SIGNED, "lam": EXPONENT, "F": SIGNED, "delta": EXPONENT,
+                 "gamma": Bounds(-1.0, 1.0)}  # fmt: skip
+    doc = (
+        "Abnar et al. 2025, 'Parameters vs FLOPs: Scaling Laws for Optimal Sparsity for "
+        "Mixture-of-Experts Language Models' (ICML, arXiv 2501.12370): Chinchilla in total "
+        "parameters N and tokens D plus sparsity terms, L = a/N^alpha + b/D^beta "
+        "+ c (1 - S)^lambda + d (1 - S)^delta N^gamma + e, with S their sparsity, the fraction of "
+        "expert parameters inactive per token (1 - Na/N when only experts are sparse). Their S is "
+        "not moelaw's S (shared-expert ratio), so the input is named 'sparsity'. e is L0, d is F "
+        "here. The form is as we read the paper; check it against the paper before quoting "
+        "fitted values as theirs."
+    )
+    units = {"N": _UNITS["N"], "D": _UNITS["D"],
+             "sparsity": "inactive / total expert parameters, in [0, 1)"}  # fmt: skip
+    assumptions = ("0 <= sparsity < 1", "N counts all experts")
+    return Law("abnar2025", expr, ("N", "D", "sparsity"), constants, None, doc, units,
+               assumptions)  # fmt: skip
+
+
+_REGISTRY = {
+    "moe_joint": _moe_joint,
+    "chinchilla": _chinchilla,
+    "moe_powerlaw4": _moe_powerlaw4,
+    "clark2022": _clark2022,
+    "krajewski2024": _krajewski2024,
+    "ludziejewski2025": _ludziejewski2025,
+    "abnar2025": _abnar2025,
+}
 LAWS = tuple(_REGISTRY)
 """Names of the library laws."""
 

@@ -162,3 +162,30 @@ def _numeric_roots(d1, x, others, bounds) -> list[float]:
     change = np.flatnonzero(np.isfinite(values[:-1]) & np.isfinite(values[1:])
                             & (np.sign(values[:-1]) != np.sign(values[1:])))  # fmt: skip
     return [optimize.brentq(f, grid[i], grid[i + 1], xtol=1e-14) for i in change]
+
+
+def optimum_formula(law: Law, var: str, params: dict) -> sympy.Expr | None:
+    """Closed form of the optimum of ``var`` in the law's constants, or ``None``.
+
+    The root of ``dL/dvar = 0`` that :func:`optimum` picks at ``params`` (the minimum), kept as an
+    expression of the constants so it can be evaluated at many constant sets at once (bootstrap).
+    ``None`` when sympy finds no closed form, when the optimum depends on the inputs, or when
+    there is no minimum at ``params``.
+    """
+    x = symbol(var)
+    roots = _symbolic_roots(sympy.diff(law.expr, x), x)
+    if roots is None:
+        return None
+    try:
+        target = optimum(law, var, params=params)
+    except InputError:
+        return None
+    inputs = {symbol(n) for n in law.inputs}
+    values = {symbol(k): sympy.Float(float(v), 17) for k, v in params.items()}
+    for root in roots:
+        if target is None or root.free_symbols & inputs:
+            continue
+        value = complex(sympy.N(root.xreplace(values), 20))
+        if abs(value - target) <= 1e-9 * max(1.0, abs(target)):
+            return root
+    return None

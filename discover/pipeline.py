@@ -58,7 +58,9 @@ class DiscoveryResult:
         One row per unique form: ``formula`` (with free constants), ``n_constants``, ``length``
         (engine tree nodes), ``engine_r2``, ``fit_r2`` (after re-fitting, inner-fit rows),
         ``inner_extrap_r2`` (inner-holdout rows), ``converged``, ``seed``, ``duplicates``,
-        ``fitted`` (the form with its inner-fit constants), ``tie_margin`` (how far below the
+        ``fitted`` (the form with its inner-fit constants), ``positive_beyond`` (whether
+        it still predicts a positive loss with N, Na, D scaled up 10-1000 times; forms that do
+        not are chosen only if no form does), ``tie_margin`` (how far below the
         best R² it still counted as tied) and ``chosen``; chosen first, then by R².
     inputs : tuple of str
         The input columns searched over.
@@ -352,12 +354,35 @@ def _score(index: int, form: Form, fit_rows, held_rows, target, refit) -> dict |
     with np.errstate(all="ignore"):
         sq_err = (held_rows[target].to_numpy(float) - fit.predict(held_rows)) ** 2
     return dict(
+        positive_beyond=_stays_positive(fit, pd.concat([fit_rows, held_rows]), form.inputs),
         formula=str(form.expr), n_constants=form.n_constants, length=form.candidate.length,
         engine_r2=form.candidate.fit_r2, fit_r2=fit_r2,
         inner_extrap_r2=held_r2 if np.isfinite(held_r2) else -np.inf,
         converged=fit.converged, seed=form.candidate.seed, duplicates=form.duplicates,
         fitted=str(fit.sympy().evalf(6)), law=law, fit=fit, sq_err=sq_err,
     )  # fmt: skip
+
+
+SIZE_FACTORS = ("N", "Na", "D")
+EXTRAPOLATION_PROBES = (10.0, 100.0, 1000.0)
+
+
+def _stays_positive(fit, rows: pd.DataFrame, inputs) -> bool:
+    """Whether the law still predicts a positive, finite loss when every size factor it uses
+    (N, Na, D) is scaled up 10, 100 and 1000 times: a loss law that turns negative just past the
+    data (``c0 + c1*log(D)``, say) cannot be used to plan larger runs."""
+    sizes = [x for x in inputs if x in SIZE_FACTORS]
+    if not sizes:
+        return True
+    for factor in EXTRAPOLATION_PROBES:
+        probe = rows.copy()
+        for x in sizes:
+            probe[x] = probe[x] * factor
+        with np.errstate(all="ignore"):
+            predicted = fit.predict(probe)
+        if not np.all(np.isfinite(predicted) & (predicted > 0)):
+            return False
+    return True
 
 
 def _front(rows: list[dict], tie_tolerance: float, one_se: bool, var_y: float) -> pd.DataFrame:
@@ -368,12 +393,16 @@ def _front(rows: list[dict], tie_tolerance: float, one_se: bool, var_y: float) -
     differences of squared errors (the one-standard-error rule); the tied form with the fewest
     constants is chosen, then the one with the higher R².
     """
-    best = max(rows, key=lambda row: row["inner_extrap_r2"])
+    sane = [row for row in rows if row["positive_beyond"]]
+    candidates = sane or rows  # a law that turns negative is chosen only if every one does
+    best = max(candidates, key=lambda row: row["inner_extrap_r2"])
     for row in rows:
         diff = row["sq_err"] - best["sq_err"]
         se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)) / var_y) if len(diff) > 1 else 0.0
         row["tie_margin"] = max(tie_tolerance, se if one_se and np.isfinite(se) else 0.0)
-    tied = [r for r in rows if r["inner_extrap_r2"] >= best["inner_extrap_r2"] - r["tie_margin"]]
+    tied = [
+        r for r in candidates if r["inner_extrap_r2"] >= best["inner_extrap_r2"] - r["tie_margin"]
+    ]
     chosen = min(tied, key=lambda row: (row["n_constants"], -row["inner_extrap_r2"]))
     ordered = [chosen] + sorted((r for r in rows if r is not chosen),
                                 key=lambda row: -row["inner_extrap_r2"])  # fmt: skip

@@ -26,7 +26,7 @@ from discover.data import check_table, load_table
 from discover.export import write_atomic
 from discover.fit import FitResult, fit_law
 from discover.formula import parse_formula
-from discover.laws import LAWS, Law, get_law, law_from_expr
+from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
 from discover.metrics import extrapolation_split, scores
 from results.errors import InputError
 
@@ -169,6 +169,11 @@ def load_runs(source=None, where: dict | None = None, columns: dict | None = Non
 
 def _load(source, inputs, target, holdout_factor, where, columns, laws=()):
     """Load, filter and check the table: inputs finite; those the laws take logs of positive."""
+    if holdout_factor == target:
+        raise InputError(
+            f"--holdout-factor {holdout_factor!r} is the target itself; hold out by an input "
+            "such as N, Na or D"
+        )
     table = load_runs(source, where, columns)
     needed = [*inputs, holdout_factor] if holdout_factor not in inputs else list(inputs)
     positive = sorted({x for law in laws for x in law.positive_inputs if x in needed})
@@ -362,16 +367,18 @@ def run_fit(
     holdout_threshold: float | None = None,
     where: dict | None = None,
     columns: dict | None = None,
+    bounds: dict[str, str] | None = None,
 ) -> Outcome:
     """Fit one law, named or given as a formula string, and score it on held-out runs.
 
     The formula is parsed by :func:`discover.formula.parse_formula` (never ``eval``); its inputs
-    are the factor names it uses (or ``inputs``), every other name is a constant.
+    are the factor names it uses (or ``inputs``), every other name is a constant. ``bounds``
+    replaces the search bounds of constants (see :func:`parse_bounds`).
     """
-    chosen = _law_from_args(law, formula, inputs)
+    notes: list[str] = []
+    chosen = _law_from_args(law, formula, inputs, bounds, notes)
     table = _load(source, list(chosen.inputs), target, holdout_factor, where, columns, [chosen])
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
-    notes: list[str] = []
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes)
     outcome = _outcome(
         "fit",
@@ -434,20 +441,67 @@ def run_compare(
     )
 
 
-def _law_from_args(law: str | None, formula: str | None, inputs: list[str] | None) -> Law:
+def _law_from_args(
+    law: str | None,
+    formula: str | None,
+    inputs: list[str] | None,
+    bounds: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> Law:
     if (law is None) == (formula is None):
         raise InputError("give exactly one of --law NAME and --formula TEXT")
     if law is not None:
-        return get_law(law)
+        chosen = get_law(law)
+    else:
+        chosen = _formula_law(formula, inputs, notes if notes is not None else [])
+    return chosen.with_bounds(**parse_bounds(bounds)) if bounds else chosen
+
+
+def _formula_law(formula: str, inputs: list[str] | None, notes: list[str]) -> Law:
     expr = parse_formula(formula)
     names = sorted(str(s) for s in expr.free_symbols)
+    if inputs:
+        unused = [x for x in inputs if x not in names]
+        if unused:
+            raise InputError(
+                f"--inputs {unused} do not appear in the formula {formula!r}, whose names are "
+                f"{names}; list only the names that are data columns"
+            )
     inputs = list(inputs) if inputs else [n for n in FACTORS if n in names]
     if not inputs:
         raise InputError(
             f"formula {formula!r} uses none of the factors {', '.join(FACTORS)}; "
             "name its input columns with --inputs"
         )
+    if len(inputs) == len(names):
+        raise InputError(
+            f"formula {formula!r} has no constant to fit: every name in it ({names}) is an "
+            "input; add constants such as L0 + A*N**(-alpha)"
+        )
+    if "E" in inputs:
+        notes.append(
+            "the formula's E is read from the data's expert-count column E; call an "
+            "irreducible-loss constant L0 instead"
+        )
     return law_from_expr(expr, inputs, name="formula")
+
+
+def parse_bounds(items: dict[str, str]) -> dict[str, Bounds]:
+    """Bounds from text: ``{"A": "1:1e5:log", "alpha": "0:2"}`` (``log`` fits it in log space)."""
+    bounds = {}
+    for name, text in items.items():
+        parts = text.split(":")
+        try:
+            lo, hi = float(parts[0]), float(parts[1])
+            log_space = parts[2:] == ["log"]
+            if len(parts) not in (2, 3) or (len(parts) == 3 and not log_space):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise InputError(
+                f"bounds {name}={text!r} must read LO:HI or LO:HI:log, e.g. --bounds A=1:1e6:log"
+            ) from None
+        bounds[name] = Bounds(lo, hi, positive=log_space)
+    return bounds
 
 
 def _fit_quietly(law: Law, rows: pd.DataFrame, target: str, notes: list[str]) -> FitResult:
@@ -576,7 +630,7 @@ def format_outcome(outcome: Outcome) -> str:
 
 def _format_front(front: list[dict], limit: int = 10) -> str:
     rows = [
-        f"  {'#':>2} {'consts':>6} {'fit R²':>8} {'inner-extrap R²':>16}  formula",
+        f"  {'#':>2} {'consts':>6} {'inner-fit R²':>12} {'inner-extrap R²':>16}  formula",
     ]
     for i, row in enumerate(front[:limit]):
         formula = str(row.get("formula", ""))
@@ -584,7 +638,7 @@ def _format_front(front: list[dict], limit: int = 10) -> str:
             formula = formula[:57] + "..."
         chosen = "*" if row.get("chosen") else " "
         rows.append(
-            f" {chosen}{i:>2} {row.get('n_constants', ''):>6} {_num(row.get('fit_r2')):>8} "
+            f" {chosen}{i:>2} {row.get('n_constants', ''):>6} {_num(row.get('fit_r2')):>12} "
             f"{_num(row.get('inner_extrap_r2')):>16}  {formula}"
         )
     more = f" (best {limit} of {len(front)})" if len(front) > limit else ""
@@ -645,8 +699,9 @@ def _holdout_info(table, factor, mask) -> dict:
 
 
 def _front_records(front: pd.DataFrame) -> list[dict]:
-    keep = [c for c in ("formula", "n_constants", "length", "fit_r2", "inner_extrap_r2",
-                        "converged", "chosen") if c in front.columns]  # fmt: skip
+    columns = ("formula", "n_constants", "length", "fit_r2", "inner_extrap_r2",
+               "positive_beyond", "converged", "chosen")  # fmt: skip
+    keep = [c for c in columns if c in front.columns]
     return _jsonable(front[keep].to_dict(orient="records"))
 
 

@@ -76,7 +76,9 @@ CLARK_COLUMNS = tuple(_HYPER + ["step", "loss_validation"] + _OTHER_LOSSES)
 
 
 def import_clark2022(
-    csv_path: str | os.PathLike, store: Store, tokens_per_step: int = TOKENS_PER_STEP
+    csv_path: str | os.PathLike,
+    store: Store | str | os.PathLike,
+    tokens_per_step: int = TOKENS_PER_STEP,
 ) -> int:
     """Write one :class:`~results.schema.RunRecord` per Clark et al. run into ``store``.
 
@@ -84,8 +86,9 @@ def import_clark2022(
     ----------
     csv_path : str or os.PathLike
         ``curves.csv.gz`` (or the uncompressed CSV) from the paper's repository.
-    store : Store
-        Where to write the runs (``source = "clark2022"``).
+    store : Store or path
+        Where to write the runs (``source = "clark2022"``); a path is opened (or created) only
+        after the file has been read, so a bad file leaves no empty store behind.
     tokens_per_step : int, default 524288
         Training tokens per optimizer step, used for D and the curve's tokens (see the module
         docstring for why 256 * 2048).
@@ -106,6 +109,8 @@ def import_clark2022(
             f"step); Clark et al. used {TOKENS_PER_STEP}"
         )
     table = _read_csv(Path(csv_path))
+    if not isinstance(store, Store):
+        store = Store(store, create=True)  # only once the input has been read
     written = 0
     for _, rows in table.groupby("hyper_id", sort=True):
         written += store.write(_record(rows.sort_values("step"), tokens_per_step))
@@ -121,7 +126,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"Clark et al. curves file {path} does not exist; download data/curves.csv.gz from "
             "github.com/google-deepmind/scaling_laws_for_routing and pass its path"
         )
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError, EOFError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"cannot read {path} as the Clark et al. curves CSV: {reason}; pass an intact "
+            "curves.csv.gz"
+        ) from None
     missing = [name for name in CLARK_COLUMNS if name not in table.columns]
     if missing:
         raise InputError(

@@ -119,3 +119,18 @@ def test_default_inputs_are_factors_that_vary():
     assert result.inputs == ("N", "G")
     with pytest.raises(ValueError, match="not columns"):
         discover_law(data, ["N", "Q"], engine_options=FAST)
+
+
+def test_laws_that_turn_negative_beyond_the_data_are_flagged():
+    from discover.fit import FitResult
+    from discover.formula import parse_formula
+    from discover.laws import law_from_expr
+    from discover.pipeline import _stays_positive
+
+    rows = pd.DataFrame({"D": [1e6, 2e6, 4e6], "loss": [2.0, 1.8, 1.6]})
+    log_law = law_from_expr(parse_formula("c0 + c1*log(D)"), ["D"])
+    power_law = law_from_expr(parse_formula("c0 + c1*D**(-c2)"), ["D"])
+    falls_below_zero = FitResult(log_law, {"c0": 6.7, "c1": -0.37}, 0.0, True, "", 0)
+    stays_above = FitResult(power_law, {"c0": 1.0, "c1": 300.0, "c2": 0.4}, 0.0, True, "", 0)
+    assert not _stays_positive(falls_below_zero, rows, ["D"])
+    assert _stays_positive(stays_above, rows, ["D"])

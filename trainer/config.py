@@ -68,6 +68,11 @@ def _as_float(owner: str, name: str, value: Any, lo: float, hi: float, *, lo_ope
     return value
 
 
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{name} must be one of {list(choices)}; got {value!r}. Pick one of them.")
+
+
 def _normalise(obj: Any, rules: dict[str, tuple]) -> None:
     """Check and normalise the fields of a frozen dataclass in place, one rule per field."""
     owner = type(obj).__name__
@@ -191,6 +196,20 @@ class TrainConfig:
         seed: seeds initialisation and batch order.
         val_fraction: held-out tail of every file, the same for every run.
         threads: CPU threads for torch (not part of the run's identity).
+        schedule: "wsd" (warmup-stable-decay, default) or "cosine" (linear warmup, then a
+            cosine decay to ``min_lr_frac * lr`` over all remaining steps; ``decay_frac`` unused).
+        z_loss_coef: weight of the router z-loss (mean squared log-sum-exp of router logits,
+            summed over layers; Zoph et al. 2022); 0 disables it.
+        bias_update_rate: auxiliary-loss-free balancing (DeepSeek-V3): after every step each
+            expert's routing bias moves by this much towards equal load (sign of the load
+            error); 0 disables it. Combine with ``aux_loss_coef=0`` for the loss-free recipe.
+        precision: "auto" (bf16 autocast on CUDA, float32 elsewhere), "fp32" or "bf16"
+            (autocast on any device).
+        compile: run the training forward pass through ``torch.compile`` (a speed setting: not
+            part of the run's identity).
+
+    Fields after ``threads`` were added after trainer version 1; at their defaults they are
+    left out of :meth:`RunConfig.identity`, so earlier run ids stay valid.
     """
 
     tokens: int
@@ -208,6 +227,11 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.05
     threads: int = 1
+    schedule: str = "wsd"
+    z_loss_coef: float = 0.0
+    bias_update_rate: float = 0.0
+    precision: str = "auto"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _normalise(
@@ -227,8 +251,14 @@ class TrainConfig:
                 "seed": ("int", 0),
                 "val_fraction": ("float", 0.0, 0.5, True),
                 "threads": ("int", 1),
+                "z_loss_coef": ("float", 0.0, 1e3),
+                "bias_update_rate": ("float", 0.0, 1.0),
             },
         )
+        _check_choice("TrainConfig.schedule", self.schedule, ("wsd", "cosine"))
+        _check_choice("TrainConfig.precision", self.precision, ("auto", "fp32", "bf16"))
+        if not isinstance(self.compile, bool):
+            raise InputError(f"TrainConfig.compile must be True or False; got {self.compile!r}.")
         object.__setattr__(self, "data", self._check_data(self.data))
         if self.warmup_frac + self.decay_frac > 1.0:
             raise InputError(
@@ -256,6 +286,18 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+# Settings that change speed, not what a run trains to: never part of the identity.
+_SPEED_SETTINGS = ("threads", "compile")
+
+# Fields added after trainer version 1, with the defaults that reproduce it: left out of the
+# identity at these values so run ids computed before they existed still match.
+_ADDED_AFTER_V1 = {
+    "schedule": "wsd",
+    "z_loss_coef": 0.0,
+    "bias_update_rate": 0.0,
+    "precision": "auto",
+}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -325,10 +367,15 @@ class RunConfig:
         """What the run id hashes: everything that changes the trained model's loss.
 
         Data files appear by basename and sha256 of their bytes (not by path), so the same run on
-        another machine has the same identity; ``threads`` is left out.
+        another machine has the same identity; ``threads`` and ``compile`` are left out, and so
+        are fields added after trainer version 1 while they hold their defaults.
         """
         d = self.to_dict()
-        d["train"].pop("threads")
+        for name in _SPEED_SETTINGS:
+            d["train"].pop(name)
+        for name, default in _ADDED_AFTER_V1.items():
+            if d["train"][name] == default:
+                d["train"].pop(name)
         d["train"]["data"] = [
             {"name": Path(p).name, "sha256": file_sha256(p)} for p in self.train.data
         ]

@@ -1,6 +1,12 @@
-"""Byte-level token streams: training batches and a fixed validation set.
+"""Token streams: training batches and a fixed validation set.
 
-Each text file is read as raw bytes (token = byte, vocabulary 256), memory-mapped. The last
+Files are memory-mapped, never read whole:
+
+* ``.npy``: a one-dimensional uint8 or uint16 token array (``np.save``);
+* ``.bin``: raw little-endian uint16 tokens (the nanoGPT convention);
+* anything else: text read as raw bytes (token = byte, vocabulary 256).
+
+Every token must be below the model's vocabulary size (checked once per file). The last
 ``val_fraction`` of every file is held out for validation; the held-out slice depends only on the
 file and ``val_fraction``, so it is the same for every run.
 
@@ -25,20 +31,21 @@ from results.errors import InputError
 
 
 class ByteData:
-    """Training and validation windows over byte files.
+    """Training and validation windows over token files (text as bytes, or token arrays).
 
     Args:
-        paths: text files.
-        seq_len: tokens a model sees per window (each window holds seq_len + 1 bytes).
+        paths: text files, ``.npy`` or ``.bin`` token arrays.
+        seq_len: tokens a model sees per window (each window holds seq_len + 1 tokens).
         val_fraction: held-out tail of each file.
+        vocab_size: tokens must be smaller than this.
     """
 
-    def __init__(self, paths, seq_len: int, val_fraction: float) -> None:
+    def __init__(self, paths, seq_len: int, val_fraction: float, vocab_size: int = 256) -> None:
         self.seq_len = seq_len
         self.train_parts: list[np.ndarray] = []
         self.val_parts: list[np.ndarray] = []
         for path in paths:
-            tokens = _read_bytes(path)
+            tokens = read_tokens(path, vocab_size)
             cut = len(tokens) - math.ceil(len(tokens) * val_fraction)
             self.train_parts.append(tokens[:cut])
             self.val_parts.append(tokens[cut:])
@@ -104,17 +111,48 @@ class ByteData:
         return windows[:, :-1], windows[:, 1:]
 
 
-def _read_bytes(path) -> np.ndarray:
-    """Memory-map a file as uint8 tokens (plain read for empty files, which mmap refuses)."""
+TokenData = ByteData
+
+_CHUNK = 1 << 24  # tokens per pass when checking a file's largest token
+
+
+def read_tokens(path, vocab_size: int = 256) -> np.ndarray:
+    """Memory-map a file's tokens (see the module docstring for the formats).
+
+    Raises:
+        InputError: a missing file, an array of another dtype or shape, or a token >= vocab_size.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(
             f"data file {os.fspath(path)!r} does not exist or is not a file; fix the path in "
             f"TrainConfig.data (relative paths resolve against {os.getcwd()!r})."
         )
-    if p.stat().st_size == 0:
+    if p.suffix == ".npy":
+        tokens = np.load(p, mmap_mode="r")
+    elif p.stat().st_size == 0:
         return np.zeros(0, dtype=np.uint8)
-    return np.memmap(p, dtype=np.uint8, mode="r")
+    elif p.suffix == ".bin":
+        tokens = np.memmap(p, dtype="<u2", mode="r")
+    else:
+        return np.memmap(p, dtype=np.uint8, mode="r")
+    _check_token_array(p, tokens, vocab_size)
+    return tokens
+
+
+def _check_token_array(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
+    if tokens.ndim != 1 or tokens.dtype not in (np.uint8, np.dtype("<u2")):
+        raise InputError(
+            f"token array {os.fspath(path)!r} has dtype {tokens.dtype} and shape {tokens.shape}; "
+            f"it must be one-dimensional uint8 or uint16. Save it with "
+            f"np.save(path, tokens.astype(np.uint16).ravel())."
+        )
+    top = max((int(tokens[i : i + _CHUNK].max()) for i in range(0, len(tokens), _CHUNK)), default=0)
+    if top >= vocab_size:
+        raise InputError(
+            f"token array {os.fspath(path)!r} holds token {top}, but the model's vocabulary has "
+            f"{vocab_size} entries; raise ModelConfig.vocab_size to at least {top + 1}."
+        )
 
 
 def _start_counts(parts, seq_len: int) -> list[int]:

@@ -174,6 +174,10 @@ class Attention(nn.Module):
 class MoE(nn.Module):
     """Routed SwiGLU experts (top-K of E) plus always-on shared experts.
 
+    After each forward pass the layer keeps, detached, what the trainer records: ``counts_E``
+    (token-expert assignments of the real tokens per expert) and, when enabled, ``z_loss`` (the
+    router z-loss of Zoph et al. 2022, mean squared log-sum-exp of the router logits).
+
     Args:
         cfg: model configuration (n_experts E, top_k K, n_shared, d_expert F).
         dispatch: "auto" (grouped matmul when supported, else loop), "grouped" or "loop".
@@ -192,40 +196,73 @@ class MoE(nn.Module):
         self.w2_EFD = nn.Parameter(torch.empty(self.E, self.F, D))
         self.shared = SwiGLU(D, cfg.n_shared * self.F) if cfg.n_shared else None
 
-    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Auxiliary-loss-free balancing (DeepSeek-V3): a per-expert bias added to the scores
+        # only when choosing experts, nudged by the trainer; off unless enabled.
+        self.register_buffer("expert_bias_E", torch.zeros(self.E))
+        self.use_bias = False
+        self.want_z_loss = False
+        self.counts_E: torch.Tensor | None = None
+        self.z_loss: torch.Tensor | None = None
+
+    def forward(
+        self, x_BTD: torch.Tensor, mask_BT: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Route, run experts, combine.
 
         Args:
             x_BTD: normalised hidden states.
+            mask_BT: True for real tokens, False for padding; None means all are real. Padding
+                is routed and computed like any token but left out of the balance loss, the
+                z-loss and the routing counts.
 
         Returns:
             (y_BTD, balance) where balance is the scalar load-balancing loss E·Σ_e f_e·P_e.
         """
         B, T, D = x_BTD.shape
         x_ND = x_BTD.reshape(B * T, D)
-        gates_NK, experts_NK, balance = self._route(x_ND)
+        mask_N = None if mask_BT is None else mask_BT.reshape(B * T).bool()
+        gates_NK, experts_NK, balance = self._route(x_ND, mask_N)
         y_ND = self._experts(x_ND, gates_NK, experts_NK)
         if self.shared is not None:
             y_ND = y_ND + self.shared(x_ND)
         return y_ND.view(B, T, D), balance
 
-    def _route(self, x_ND: torch.Tensor):
+    def _route(self, x_ND: torch.Tensor, mask_N: torch.Tensor | None = None):
         """Top-K routing in float32 with a deterministic tie-break (lower expert index first)."""
         logits_NE = F.linear(x_ND.float(), self.router.weight.float())
         probs_NE = logits_NE.softmax(dim=-1)
+        scores_NE = probs_NE + self.expert_bias_E if self.use_bias else probs_NE
 
-        # A stable descending sort keeps equal probabilities in expert order.
-        order_NE = torch.sort(probs_NE, dim=-1, descending=True, stable=True).indices
+        # A stable descending sort keeps equal scores in expert order.
+        order_NE = torch.sort(scores_NE, dim=-1, descending=True, stable=True).indices
         experts_NK = order_NE[:, : self.K]
         gates_NK = probs_NE.gather(1, experts_NK)
         if self.renormalize:
             gates_NK = gates_NK / gates_NK.sum(dim=-1, keepdim=True)
 
-        # Switch load balance: f_e = share of the N·K assignments, P_e = mean probability.
-        counts_E = torch.bincount(experts_NK.reshape(-1), minlength=self.E)
-        f_E = counts_E.float() / experts_NK.numel()
-        balance = self.E * (f_E * probs_NE.mean(dim=0)).sum()
+        balance, counts_E = self._balance(probs_NE, experts_NK, mask_N)
+        self.counts_E = counts_E.detach()
+        if self.want_z_loss:
+            self.z_loss = _masked_mean(torch.logsumexp(logits_NE, dim=-1).square(), mask_N)
         return gates_NK, experts_NK, balance
+
+    def _balance(self, probs_NE, experts_NK, mask_N):
+        """Switch load balance over real tokens: f_e = share of assignments, P_e = mean prob."""
+        if mask_N is None:
+            counts_E = torch.bincount(experts_NK.reshape(-1), minlength=self.E)
+            f_E = counts_E.float() / experts_NK.numel()
+            return self.E * (f_E * probs_NE.mean(dim=0)).sum(), counts_E
+
+        n_real = int(mask_N.sum())
+        if n_real == 0:
+            raise ValueError(
+                "the balance loss needs at least one real token, but mask_BT marks every token "
+                "as padding; drop empty batches before the forward pass"
+            )
+        counts_E = torch.bincount(experts_NK[mask_N].reshape(-1), minlength=self.E)
+        f_E = counts_E.float() / (n_real * self.K)
+        P_E = (probs_NE * mask_N.unsqueeze(-1)).sum(dim=0) / n_real
+        return self.E * (f_E * P_E).sum(), counts_E
 
     def _experts(self, x_ND, gates_NK, experts_NK) -> torch.Tensor:
         """Sort token-expert slots by expert, run each expert on its segment, combine by gates."""
@@ -236,18 +273,32 @@ class MoE(nn.Module):
         counts_E = torch.bincount(experts_M, minlength=self.E)
 
         dtype = _compute_dtype(x_ND)
-        xs_MD = x_ND[token_M].to(dtype)
-        w13, w2 = self.w13_EDF.to(dtype), self.w2_EFD.to(dtype)
-        if self._use_grouped(x_ND.device, dtype, D):
-            ys_MD = self._grouped(xs_MD, w13, w2, counts_E)
-        else:
-            ys_MD = self._loop(xs_MD, w13, w2, counts_E)
+        xs_MD = x_ND.index_select(0, token_M).to(dtype)
+        ys_MD = self._run_experts(xs_MD, counts_E, dtype).to(x_ND.dtype)
+        gates_M = gates_NK.reshape(-1)[order_M].to(x_ND.dtype)
+        return self._combine(ys_MD * gates_M.unsqueeze(-1), token_M, order_M, N)
 
-        # Undo the sort and sum each token's K gated outputs (a gather: deterministic on GPU too).
+    def _run_experts(self, xs_MD, counts_E, dtype) -> torch.Tensor:
+        """Every expert on its contiguous segment of the expert-sorted slots."""
+        w13, w2 = self.w13_EDF.to(dtype), self.w2_EFD.to(dtype)
+        if self._use_grouped(xs_MD.device, dtype, xs_MD.shape[1]):
+            return self._grouped(xs_MD, w13, w2, counts_E)
+        return self._loop(xs_MD, w13, w2, counts_E)
+
+    def _combine(self, weighted_MD, token_M, order_M, N) -> torch.Tensor:
+        """Sum each token's K gated outputs back into token order.
+
+        CPU adds the slots into their tokens (index_add_, sequential there); other devices undo
+        the sort with a gather and sum over K, because their index_add_ uses atomics and is not
+        run-to-run deterministic.
+        """
+        D = weighted_MD.shape[1]
+        if weighted_MD.device.type == "cpu":
+            y_ND = weighted_MD.new_zeros(N, D)
+            return y_ND.index_add(0, token_M, weighted_MD)
         unsort_M = torch.empty_like(order_M)
         unsort_M[order_M] = torch.arange(order_M.numel(), device=order_M.device)
-        y_NKD = ys_MD.to(x_ND.dtype)[unsort_M].view(N, self.K, D)
-        return (y_NKD * gates_NK.to(x_ND.dtype).unsqueeze(-1)).sum(dim=1)
+        return weighted_MD[unsort_M].view(N, self.K, D).sum(dim=1)
 
     def _use_grouped(self, device: torch.device, dtype: torch.dtype, D: int) -> bool:
         if self.dispatch == "loop":
@@ -282,6 +333,13 @@ class MoE(nn.Module):
         return torch.cat(outs, dim=0)
 
 
+def _masked_mean(v_N: torch.Tensor, mask_N: torch.Tensor | None) -> torch.Tensor:
+    """Mean of v over the real tokens (all tokens when mask_N is None)."""
+    if mask_N is None:
+        return v_N.mean()
+    return (v_N * mask_N).sum() / mask_N.sum()
+
+
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The autocast dtype when autocast is on for x's device, else x's own dtype."""
     device_type = x.device.type
@@ -305,9 +363,9 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.d_model)
         self.moe = MoE(cfg, dispatch)
 
-    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x_BTD: torch.Tensor, mask_BT=None) -> tuple[torch.Tensor, torch.Tensor]:
         x_BTD = x_BTD + self.attn(self.attn_norm(x_BTD))
-        y_BTD, balance = self.moe(self.ffn_norm(x_BTD))
+        y_BTD, balance = self.moe(self.ffn_norm(x_BTD), mask_BT)
         return x_BTD + y_BTD, balance
 
 
@@ -340,11 +398,12 @@ class MoETransformer(nn.Module):
             else:
                 nn.init.normal_(p, std=_INIT_STD)
 
-    def forward(self, idx_BT: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, idx_BT: torch.Tensor, mask_BT=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Next-token logits and per-layer load-balancing losses.
 
         Args:
-            idx_BT: int64 byte tokens.
+            idx_BT: int64 tokens.
+            mask_BT: True for real tokens, False for right padding; None when all are real.
 
         Returns:
             (logits_BTV, balance_L).
@@ -352,9 +411,14 @@ class MoETransformer(nn.Module):
         x_BTD = self.embed(idx_BT)
         balances = []
         for block in self.blocks:
-            x_BTD, balance = block(x_BTD)
+            x_BTD, balance = block(x_BTD, mask_BT)
             balances.append(balance)
         return self.head(self.norm(x_BTD)), torch.stack(balances)
+
+    @property
+    def moe_layers(self) -> list[MoE]:
+        """The MoE layer of every block, first to last."""
+        return [block.moe for block in self.blocks]
 
     def non_embedding_parameters(self) -> int:
         """Parameters outside the token embedding and the head (the paper's N)."""

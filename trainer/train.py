@@ -3,11 +3,17 @@
     .venv/bin/python -c "from trainer.config import RunConfig; from trainer.train import train; \\
         print(train(RunConfig.tiny(data=('../shared/corpus/austen.txt',))).loss)"
 
-Recipe: AdamW (weight decay on matrices only), warmup-stable-decay learning rate, global gradient
-norm clipping, loss = cross-entropy + aux_loss_coef · Σ_layers load-balance. Steps =
-tokens // (batch_size · seq_len). Losses are in nats per byte. On CUDA the forward pass runs under
-bf16 autocast; on CPU everything is float32 and a run is deterministic for a given seed and thread
-count.
+Recipe: AdamW (weight decay on matrices only), warmup-stable-decay (or cosine) learning rate,
+global gradient norm clipping, loss = cross-entropy + aux_loss_coef · Σ_layers load-balance
+(+ z_loss_coef · Σ_layers router z-loss when enabled). Steps = tokens // (batch_size · seq_len).
+Losses are in nats per token (per byte for text). With ``precision="auto"`` the forward pass runs
+under bf16 autocast on CUDA and in float32 elsewhere; on CPU a run is deterministic for a given seed
+and thread count.
+
+Every step checks the losses and the global gradient norm before the optimiser moves: the first
+non-finite value stops training with an error naming the step and the tensor (which loss, or which
+parameter's gradient). Per-layer routing statistics (tokens per expert, load entropy, max/mean
+load) are recorded in the result, and a routing collapse is reported with a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from results.errors import InputError
-from trainer.accounting import count_parameters
+from trainer.accounting import count_parameters, flops_per_token
 from trainer.config import RunConfig, TrainConfig
 from trainer.data import ByteData
 from trainer.model import MoETransformer
@@ -35,7 +42,11 @@ _CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """A training loss or gradient became NaN or infinite."""
+
+
+class RoutingCollapseWarning(UserWarning):
+    """One expert took most of a layer's tokens."""
 
 
 @dataclass
@@ -54,7 +65,14 @@ class TrainResult:
         counts: :func:`trainer.accounting.count_parameters` of the model.
         architecture: model shape (d_model, n_layers, n_heads, n_experts, top_k, n_shared,
             d_expert, seq_len, vocab_size, renormalize_gates).
-        extra: device, dtype, dispatch, threads, torch version, initial validation loss.
+        extra: device, dtype, dispatch, threads, torch version, initial validation loss, and
+            scalars for the store: flops_per_token, train_flops, N/Na with embeddings,
+            routing_collapse, routing_max_over_mean, routing_min_entropy.
+        routing: per-layer routing statistics over all training steps and over the last tenth
+            of them, see :func:`routing_statistics`.
+        flops_per_token: training FLOPs per token, 6·Na + attention
+            (:func:`trainer.accounting.flops_per_token`, head excluded).
+        flops: total training FLOPs, flops_per_token · tokens.
     """
 
     loss: float
@@ -67,6 +85,9 @@ class TrainResult:
     counts: dict
     architecture: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    routing: dict = field(default_factory=dict)
+    flops_per_token: float = 0.0
+    flops: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,16 +96,21 @@ class TrainResult:
 
 
 def lr_at(step: int, steps: int, cfg: TrainConfig) -> float:
-    """Warmup-stable-decay learning rate for 0-based ``step`` of ``steps``.
+    """Learning rate for 0-based ``step`` of ``steps``.
 
-    Linear warmup over round(warmup_frac·steps) steps (reaching lr at the last warmup step),
-    constant lr, then a linear decay over the last round(decay_frac·steps) steps that reaches
-    min_lr_frac·lr at the final step.
+    Both schedules warm up linearly over round(warmup_frac·steps) steps (reaching lr at the last
+    warmup step). Warmup-stable-decay then holds lr and decays linearly over the last
+    round(decay_frac·steps) steps to min_lr_frac·lr at the final step. Cosine decays over every
+    remaining step, lr_min + (lr - lr_min)·(1 + cos(π·p))/2 with p reaching 1 at the final step.
     """
     warmup = round(cfg.warmup_frac * steps)
-    decay = round(cfg.decay_frac * steps)
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
+    if cfg.schedule == "cosine":
+        progress = (step - warmup + 1) / max(1, steps - warmup)
+        lr_min = cfg.min_lr_frac * cfg.lr
+        return lr_min + (cfg.lr - lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    decay = round(cfg.decay_frac * steps)
     decay_start = steps - decay
     if decay and step >= decay_start:
         progress = (step - decay_start + 1) / decay
@@ -92,7 +118,7 @@ def lr_at(step: int, steps: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices (ndim >= 2) only: not on norm gains."""
     matrices = [p for p in model.parameters() if p.ndim >= 2]
     vectors = [p for p in model.parameters() if p.ndim < 2]
@@ -101,6 +127,45 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         {"params": vectors, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+_optimizer = make_optimizer
+
+
+def routing_statistics(counts_LE: torch.Tensor, top_k: int) -> list[dict]:
+    """Load statistics of each layer from its token-expert assignment counts.
+
+    Args:
+        counts_LE: assignments per expert, one row per layer (each token counts once for each of
+            the top_k experts it uses).
+        top_k: K, experts per token.
+
+    Returns:
+        one dict per layer: ``tokens_per_expert`` (list), ``load_entropy`` (nats, of the
+        assignment shares; log E when perfectly balanced), ``load_entropy_norm`` (divided by
+        log E; 1 when balanced), ``max_over_mean`` (largest load over the mean load; 1 when
+        balanced), ``max_token_share`` (fraction of tokens that use the busiest expert) and
+        ``collapsed``: the busiest expert takes more than halfway from its fair share K/E to
+        every token, i.e. max_token_share > (1 + K/E) / 2 (never when E = K).
+    """
+    stats = []
+    counts_LE = counts_LE.detach().double().cpu()
+    for counts_E in counts_LE:
+        E, total = len(counts_E), float(counts_E.sum())
+        share_E = counts_E / max(total, 1.0)
+        entropy = float(-(share_E * share_E.clamp_min(1e-300).log()).sum())
+        token_share = float(counts_E.max()) * top_k / max(total, 1.0)
+        stats.append(
+            {
+                "tokens_per_expert": [int(c) for c in counts_E.tolist()],
+                "load_entropy": entropy,
+                "load_entropy_norm": entropy / math.log(E) if E > 1 else 1.0,
+                "max_over_mean": float(counts_E.max()) / max(total / E, 1e-300),
+                "max_token_share": token_share,
+                "collapsed": bool(top_k < E and total > 0 and token_share > (1 + top_k / E) / 2),
+            }
+        )
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +202,7 @@ def train(
 
 
 class _Trainer:
-    """One training run's state; :meth:`run` does the work."""
+    """One training run's state; :meth:`run` does the work, :meth:`_train_step` one step."""
 
     def __init__(self, run: RunConfig, device: str, checkpoint_dir, dispatch: str) -> None:
         self.t0 = time.perf_counter()
@@ -149,19 +214,36 @@ class _Trainer:
                 f"TrainConfig.tokens={self.t.tokens} is less than one step of batch_size·seq_len="
                 f"{self.t.batch_size * self.m.seq_len} tokens; raise tokens or lower batch_size."
             )
-        self.data = ByteData(self.t.data, self.m.seq_len, self.t.val_fraction)
+        self.data = ByteData(self.t.data, self.m.seq_len, self.t.val_fraction, self.m.vocab_size)
         self.val_x, self.val_y = self.data.val_windows(self.t.eval_tokens)
         self.checkpoint = Path(checkpoint_dir) / _CHECKPOINT if checkpoint_dir else None
 
         # Seeded initialisation and batch order.
         torch.manual_seed(self.t.seed)
         self.model = MoETransformer(self.m, dispatch).to(self.device)
-        self.opt = _optimizer(self.model, self.t)
+        self.opt = make_optimizer(self.model, self.t)
         self.gen = torch.Generator().manual_seed(self.t.seed)
-        self.autocast = self.device.type == "cuda"
+        self._configure_model()
         self.step, self.curve, self.train_time = 0, [], 0.0
         self.losses = torch.zeros(self.steps, device=self.device)
         self.log_every = max(1, self.steps // _CURVE_POINTS)
+
+        # Routing counts over all steps and over the last tenth of them (collapse shows late).
+        shape = (self.m.n_layers, self.m.n_experts)
+        self.counts_LE = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        self.late_counts_LE = torch.zeros_like(self.counts_LE)
+        self.late_start = self.steps - max(1, self.steps // 10)
+
+    def _configure_model(self) -> None:
+        """Precision, opt-in routing features and compilation."""
+        cuda = self.device.type == "cuda"
+        self.autocast = self.t.precision == "bf16" or (self.t.precision == "auto" and cuda)
+        for moe in self.model.moe_layers:
+            moe.want_z_loss = self.t.z_loss_coef > 0
+            moe.use_bias = self.t.bias_update_rate > 0
+        self.forward = self.model
+        if self.t.compile:
+            self.forward = torch.compile(self.model)
 
     def run(self) -> TrainResult:
         resumed = self._resume()
@@ -182,43 +264,89 @@ class _Trainer:
         return self._result()
 
     def _train_step(self) -> None:
-        """One optimiser step on a fresh batch."""
+        """One optimiser step on a fresh batch; halts before the update on a non-finite value."""
         x_BT, y_BT = self.data.train_batch(self.t.batch_size, self.gen)
         x_BT, y_BT = x_BT.to(self.device), y_BT.to(self.device)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step, self.steps, self.t)
 
+        # 1. Forward: cross-entropy plus the auxiliary losses.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits_BTV, balance_L = self.model(x_BT)
+            logits_BTV, balance_L = self.forward(x_BT)
         ce = F.cross_entropy(logits_BTV.float().flatten(0, 1), y_BT.flatten())
         loss = ce + self.t.aux_loss_coef * balance_L.sum()
+        parts = {"cross-entropy loss": ce, "load-balance loss": balance_L.sum()}
+        if self.t.z_loss_coef > 0:
+            z = torch.stack([moe.z_loss for moe in self.model.moe_layers]).sum()
+            loss = loss + self.t.z_loss_coef * z
+            parts["router z-loss"] = z
 
+        # 2. Backward, clip, check, update.
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        params = list(self.model.parameters())
         if self.t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
+        else:
+            norm = _total_norm(params)
+        self._check_finite(parts, norm)
         self.opt.step()
+
+        # 3. Routing bookkeeping and bias balancing.
+        counts_LE = torch.stack([moe.counts_E for moe in self.model.moe_layers])
+        self.counts_LE += counts_LE
+        if self.step >= self.late_start:
+            self.late_counts_LE += counts_LE
+        if self.t.bias_update_rate > 0:
+            self._update_bias(counts_LE)
         self.losses[self.step] = ce.detach()
         self.step += 1
 
+    def _check_finite(self, parts: dict, norm: torch.Tensor) -> None:
+        """Raise TrainingDivergedError naming the first non-finite loss or gradient."""
+        parts = {name: value.detach() for name, value in parts.items()}
+        values = torch.stack([v.float() for v in parts.values()] + [norm.float()])
+        if bool(torch.isfinite(values).all()):
+            return
+        step = self.step + 1
+        where = f"at step {step} of {self.steps} (lr {lr_at(self.step, self.steps, self.t):.3g})"
+        fix = (
+            f"lower TrainConfig.lr (now {self.t.lr}) or raise warmup_frac "
+            f"(now {self.t.warmup_frac})"
+        )
+        for name, value in parts.items():
+            if not math.isfinite(float(value)):
+                raise TrainingDivergedError(
+                    f"training stopped: the {name} became {float(value)} {where}; {fix}."
+                )
+        for name, p in self.model.named_parameters():
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                bad = int((~torch.isfinite(p.grad)).sum())
+                raise TrainingDivergedError(
+                    f"training stopped: the gradient of {name} has {bad} non-finite of "
+                    f"{p.grad.numel()} entries {where} while every loss was finite; {fix}, "
+                    f"and check that parameter's layer."
+                )
+        raise TrainingDivergedError(f"training stopped: the gradient norm became {norm} {where}.")
+
+    @torch.no_grad()
+    def _update_bias(self, counts_LE: torch.Tensor) -> None:
+        """DeepSeek-V3 balancing: raise the bias of under-loaded experts, lower over-loaded."""
+        load_LE = counts_LE.float()
+        error_LE = load_LE.mean(dim=1, keepdim=True) - load_LE
+        for moe, error_E in zip(self.model.moe_layers, error_LE, strict=True):
+            moe.expert_bias_E += self.t.bias_update_rate * error_E.sign()
+
     def _log_train(self) -> None:
-        """Average the cross-entropy since the last point; stop on a non-finite loss."""
+        """Average the cross-entropy since the last point."""
         done = [p for p in self.curve if p["split"] == "train"]
         first = done[-1]["step"] if done else 0
         window = self.losses[first : self.step].cpu()
-        bad = (~torch.isfinite(window)).nonzero()
-        if len(bad):
-            step = first + int(bad[0]) + 1
-            raise TrainingDivergedError(
-                f"training loss became {float(window[bad[0]])} at step {step} of {self.steps} "
-                f"(lr {lr_at(step - 1, self.steps, self.t):.3g}); lower TrainConfig.lr "
-                f"(now {self.t.lr}) or raise warmup_frac (now {self.t.warmup_frac})."
-            )
         self._point("train", float(window.mean()))
 
     @torch.no_grad()
     def _evaluate(self) -> float:
-        """Mean cross-entropy over the fixed validation windows, in nats per byte."""
+        """Mean cross-entropy over the fixed validation windows, in nats per token."""
         self.model.eval()
         total, count = 0.0, 0
         for i in range(0, len(self.val_x), self.t.batch_size):
@@ -257,6 +385,8 @@ class _Trainer:
             "curve": self.curve,
             "losses": self.losses.cpu(),
             "train_time": self.train_time,
+            "counts": self.counts_LE.cpu(),
+            "late_counts": self.late_counts_LE.cpu(),
         }
         tmp = self.checkpoint.with_suffix(f".tmp{os.getpid()}")
         torch.save(state, tmp)
@@ -266,18 +396,31 @@ class _Trainer:
         """Load a checkpoint of this same run, if one exists; return whether one was loaded."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return False
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         if state["identity"] != self.run_cfg.identity():
             log.warning("ignoring %s: it belongs to a different run", self.checkpoint)
             return False
-        self.model.load_state_dict(state["model"])
+        self._load_model_state(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["generator"])
+        self.gen.set_state(state["generator"].cpu())
         self.step, self.curve = state["step"], state["curve"]
         self.losses = state["losses"].to(self.device)
         self.train_time = state["train_time"]
+        if "counts" in state:
+            self.counts_LE = state["counts"].to(self.device)
+            self.late_counts_LE = state["late_counts"].to(self.device)
         log.info("resumed %s at step %d of %d", self.checkpoint, self.step, self.steps)
         return True
+
+    def _load_model_state(self, model_state: dict) -> None:
+        """Load weights; checkpoints written before bias balancing existed lack only its buffer."""
+        missing, unexpected = self.model.load_state_dict(model_state, strict=False)
+        missing = [k for k in missing if not k.endswith("expert_bias_E")]
+        if missing or unexpected:
+            raise InputError(
+                f"checkpoint {self.checkpoint} does not fit this model (missing {missing}, "
+                f"unexpected {unexpected}); delete it to train from the start."
+            )
 
     # -- result --------------------------------------------------------------------------------
 
@@ -293,15 +436,18 @@ class _Trainer:
             "E": self.m.n_experts,
         }
         validation = [p for p in self.curve if p["split"] == "validation"]
-        dtype = torch.bfloat16 if self.autocast else torch.float32
-        grouped = self.model.blocks[0].moe._use_grouped(self.device, dtype, self.m.d_model)
+        per_token = flops_per_token(self.m)
+        routing = self._routing()
         extra = {
-            "device": str(self.device),
-            "dtype": str(dtype).removeprefix("torch."),
-            "dispatch": "grouped" if grouped else "loop",
-            "threads": self.t.threads,
-            "torch": torch.__version__,
+            **self._environment(),
             "initial_loss": validation[0]["loss"] if self.t.eval_every else math.nan,
+            "flops_per_token": per_token,
+            "train_flops": per_token * tokens,
+            "N_with_embeddings": counts["N_with_embeddings"],
+            "Na_with_embeddings": counts["Na_with_embeddings"],
+            "routing_collapse": any(s["collapsed"] for s in routing["late"]),
+            "routing_max_over_mean": max(s["max_over_mean"] for s in routing["late"]),
+            "routing_min_entropy": min(s["load_entropy_norm"] for s in routing["late"]),
         }
         return TrainResult(
             loss=validation[-1]["loss"],
@@ -315,4 +461,48 @@ class _Trainer:
             counts=counts,
             architecture=self.run_cfg.to_dict()["model"],
             extra=extra,
+            routing=routing,
+            flops_per_token=per_token,
+            flops=per_token * tokens,
         )
+
+    def _environment(self) -> dict:
+        dtype = torch.bfloat16 if self.autocast else torch.float32
+        grouped = self.model.moe_layers[0]._use_grouped(self.device, dtype, self.m.d_model)
+        return {
+            "device": str(self.device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "dispatch": "grouped" if grouped else "loop",
+            "threads": self.t.threads,
+            "torch": torch.__version__,
+        }
+
+    def _routing(self) -> dict:
+        """Routing statistics over the run and its last tenth; warn about a collapse."""
+        routing = {
+            "all": routing_statistics(self.counts_LE, self.m.top_k),
+            "late": routing_statistics(self.late_counts_LE, self.m.top_k),
+        }
+        for layer, stats in enumerate(routing["late"]):
+            if stats["collapsed"]:
+                message = (
+                    f"routing collapsed in layer {layer}: one expert took "
+                    f"{stats['max_token_share']:.0%} of the tokens over the last tenth of "
+                    f"training (fair share {self.m.top_k / self.m.n_experts:.0%}); raise "
+                    f"TrainConfig.aux_loss_coef (now {self.t.aux_loss_coef}) or enable "
+                    f"bias_update_rate"
+                )
+                log.warning(message)
+                warnings.warn(message, RoutingCollapseWarning, stacklevel=3)
+        return routing
+
+
+def _total_norm(params) -> torch.Tensor:
+    """Global 2-norm of the gradients (what clipping would measure), without clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+    return torch.linalg.vector_norm(norms)
+
+
+# Public name for benchmarks that time the trainer's own step.
+Trainer = _Trainer

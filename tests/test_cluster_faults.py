@@ -1,0 +1,148 @@
+"""Sweeps that survive failures: a killed worker resumes from its checkpoint, failures are classified,
+out-of-memory runs are retried after a backoff, and a broken configuration does not stop the rest."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("torch")
+
+from cluster.runner import classify  # noqa: E402
+from cluster.spec import load_spec, plan  # noqa: E402
+from cluster.sweep import failure_class, run_sweep  # noqa: E402
+from results.errors import InputError  # noqa: E402
+from results.store import Store  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "austen.txt"
+
+SPEC = """
+name = "faults"
+store = "store"
+
+[data]
+files = ["{corpus}"]
+
+[defaults]
+N = 1.0e5
+Na_ratio = 0.4
+D = {tokens}
+G = 2
+d_model = 32
+n_layers = 1
+seq_len = 64
+batch_size = 8
+eval_tokens = 4096
+eval_every = 40
+
+[schedule]
+backoff_s = 0.3
+retries = 2
+{extra}
+"""
+
+
+def _spec(tmp_path: Path, tokens: float, extra: str = ""):
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.format(corpus=CORPUS, tokens=tokens, extra=extra))
+    return load_spec(path)
+
+
+def test_failures_are_classified():
+    import ray.exceptions as rex
+    import torch
+
+    assert classify(MemoryError()) == "oom"
+    assert classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")) == "oom"
+    assert classify(RuntimeError("CUDA error: out of memory")) == "oom"
+    assert classify(InputError("tokens too few")) == "config_error"
+    assert classify(ValueError("bad")) == "config_error"
+    assert classify(RuntimeError("disk on fire")) == "error"
+    assert failure_class(rex.WorkerCrashedError()) == "worker_died"
+    assert failure_class(rex.RayTaskError("f", "tb", MemoryError())) == "oom"
+
+
+def test_killed_worker_resumes_from_its_checkpoint(tmp_path):
+    spec = _spec(tmp_path, tokens=2.0e5)
+    (planned,) = plan(spec)
+    steps = int(2.0e5) // (8 * 64)
+    folder = spec.store / "checkpoints" / planned.run_id
+    killed = {}
+
+    # 1. Kill the worker process with SIGKILL once it has saved its first checkpoint.
+    def killer():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if (folder / "checkpoint.pt").exists() and (folder / "worker.pid").exists():
+                pid = int((folder / "worker.pid").read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed["pid"] = pid
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    summary = run_sweep(spec, workers=1, max_retries=2)
+    thread.join(timeout=5)
+    assert "pid" in killed, "the worker should have been killed mid-run"
+
+    # 2. Ray's retry finished the run from the checkpoint: fewer steps trained than from scratch.
+    assert (summary.done, summary.failed) == (1, {})
+    runs = Store(spec.store, create=False).runs(status=None)
+    assert len(runs) == 1 and runs.loc[0, "status"] == "ok"
+    assert runs.loc[0, "extra_attempt"] == 2
+    resumed = int(runs.loc[0, "extra_resumed_from_step"])
+    assert resumed >= 40 and resumed % 40 == 0
+    assert steps - resumed < steps
+    assert runs.loc[0, "extra_steps"] == steps
+    assert 0 < runs.loc[0, "loss"] < 5.6
+    assert len(list((spec.store / "runs").glob("*.parquet"))) == 1
+    assert not folder.exists(), "the checkpoint folder is removed once the record is stored"
+
+
+def test_broken_config_and_out_of_memory_are_recorded_and_the_rest_completes(tmp_path):
+    # G=4 always runs out of memory, G=1 only on its first attempt; D=100 is less than one step.
+    spec = _spec(tmp_path, tokens=2.0e4, extra="[oat]\nG = [1, 4]\nD = [100]\n")
+    by_g = {(p.point["G"], p.point["D"]): p.run_id for p in plan(spec)}
+    log_path = tmp_path / "attempts.jsonl"
+
+    from cluster.runner import execute
+
+    def flaky(run_config, run_id, *args, **kwargs):
+        top_k = run_config["model"]["top_k"]
+        with open(log_path, "a") as f:
+            f.write(json.dumps({"G": top_k, "t": time.time()}) + "\n")
+        attempts = sum(json.loads(line)["G"] == top_k for line in open(log_path))
+        if top_k == 4 or (top_k == 1 and attempts == 1):
+            raise MemoryError(f"simulated: out of memory at G={top_k}")
+        return execute(run_config, run_id, *args, **kwargs)
+
+    summary = run_sweep(spec, workers=2, executor=flaky)
+
+    # 1. Counts: the base and G=1 (second attempt) trained, G=4 and D=100 failed.
+    assert summary.done == 2
+    assert set(summary.failed) == {by_g[(4, 2.0e4)], by_g[(2, 100)]}
+    assert summary.failed[by_g[(4, 2.0e4)]].startswith("[oom] RayTaskError")
+    assert summary.failed[by_g[(2, 100)]].startswith("[config_error] InputError")
+    assert summary.retried == 3  # G=1 once, G=4 twice
+
+    # 2. The store holds each run once, with its class and attempts.
+    runs = Store(spec.store, create=False).runs(status=None).set_index("run_id")
+    assert len(runs) == 4
+    assert runs.loc[by_g[(4, 2.0e4)], "extra_failure"] == "oom"
+    assert runs.loc[by_g[(4, 2.0e4)], "extra_driver_attempts"] == 3
+    assert runs.loc[by_g[(2, 100)], "extra_failure"] == "config_error"
+    assert runs.loc[by_g[(2, 100)], "extra_driver_attempts"] == 1
+    assert runs.loc[by_g[(1, 2.0e4)], "status"] == "ok"
+    assert runs.loc[by_g[(1, 2.0e4)], "extra_driver_attempts"] == 2
+    assert "less than one step" in Store(spec.store).get(by_g[(2, 100)]).error
+
+    # 3. The backoff doubles: 0.3 s, then 0.6 s between G=4's attempts.
+    times = [json.loads(line)["t"] for line in open(log_path) if json.loads(line)["G"] == 4]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.6
