@@ -134,3 +134,14 @@ def test_bundled_spec_plans_at_least_24_runs():
         if len({r.achieved.get(k, r.point.get(k)) for r in runs}) > 1
     }
     assert varied == {"N", "D", "G", "S"}
+
+
+def test_bundled_store_holds_exactly_the_runs_its_spec_plans():
+    # A change to the solver or to RunConfig.identity() that silently re-plans the study would
+    # leave the shipped store stale: `moelaw sweep` on it would train near-duplicates.
+    from results.store import Store
+
+    spec = load_spec(REPO / "results" / "bundled" / "cpu-moe-v1" / "spec.toml")
+    stored = Store(spec.store, create=False).ids()
+    assert {r.run_id for r in plan(spec)} == stored
+    assert len(stored) >= 24
