@@ -83,23 +83,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return
         if event == "start":
             return
+        if event == "retry":
+            bar.set_postfix(failed=counts["failed"], last=f"{planned.run_id} retry", refresh=True)
+            return
         counts["failed"] += event == "failed"
         bar.update(1)
         bar.set_postfix(failed=counts["failed"], last=f"{planned.run_id} {event}", refresh=True)
 
     summary = run_sweep(
-        spec, store=store, address=args.address, workers=args.workers, on_update=on_update
+        spec,
+        store=store,
+        address=args.address,
+        workers=args.workers,
+        max_concurrent=args.max_concurrent,
+        on_update=on_update,
     )
     if bar is not None:
         bar.close()
+    _print_summary(spec, summary, store)
+    return 1 if summary.failed else 0
+
+
+def _print_summary(spec, summary, store) -> None:
+    """The closing summary: done, failed with reasons (by class), skipped, retries."""
     print(
         f"sweep '{spec.name}': {summary.planned} planned, {summary.skipped} already stored, "
-        f"{summary.done} trained, {len(summary.failed)} failed ({summary.wall_time_s:.0f} s); "
-        f"store: {store.path}"
+        f"{summary.done} trained, {len(summary.failed)} failed, {summary.retried} retried "
+        f"({summary.wall_time_s:.0f} s); store: {store.path}"
     )
+    classes: dict[str, int] = {}
+    for error in summary.failed.values():
+        kind = error.split("]")[0].lstrip("[") if error.startswith("[") else "error"
+        classes[kind] = classes.get(kind, 0) + 1
+    if classes:
+        print("  failures: " + ", ".join(f"{n} {kind}" for kind, n in sorted(classes.items())))
     for run_id, error in summary.failed.items():
         print(f"  failed {run_id}: {error}")
-    return 1 if summary.failed else 0
 
 
 def _progress_bar(total: int, quiet: bool):
@@ -119,6 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cluster.spec import parse_spec, plan
     from results.store import Store
 
+    missing = [f for f in args.data if not Path(f).is_file()]
+    if missing:
+        raise InputError(f"--data file(s) {missing} do not exist; pass text files to train on")
     point = {k: v for k, v in vars(args).items() if k in _TRAIN_POINT_KEYS and v is not None}
     doc = {
         "name": args.source,
@@ -328,14 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="list the runs and whether each is stored"
     )
+    p.add_argument(
+        "--max-concurrent",
+        dest="max_concurrent",
+        type=int,
+        help="runs in flight at once (default: the spec's [schedule] max_concurrent, else all)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("train", help="train one MoE configuration")
     p.add_argument("--data", nargs="+", required=True, help="text files (bytes are the tokens)")
     p.add_argument("--N", type=float, required=True, help="total non-embedding parameters")
-    p.add_argument("--Na", type=float, help="activated non-embedding parameters")
-    p.add_argument("--Na-ratio", dest="Na_ratio", type=float, help="Na / N instead of --Na")
+    active = p.add_mutually_exclusive_group(required=True)
+    active.add_argument("--Na", type=float, help="activated non-embedding parameters")
+    active.add_argument("--Na-ratio", dest="Na_ratio", type=float, help="Na / N instead of --Na")
     p.add_argument("--D", type=float, required=True, help="training tokens (bytes)")
     p.add_argument("--G", type=int, default=2, help="routed experts per token (default 2)")
     p.add_argument("--S", type=float, default=0.0, help="shared-expert ratio (default 0)")

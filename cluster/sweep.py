@@ -87,6 +87,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ) from None
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    _sync_loopback_flag()
     if address is None:
         ray.init(
             num_cpus=num_cpus or os.cpu_count() or 1,
@@ -106,6 +107,19 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
     finally:
         ray.shutdown()
+
+
+def _sync_loopback_flag() -> None:
+    """Make Ray's cached copy of RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER agree with the environment.
+
+    Ray reads the variable once, when it is first imported; if that happened before the variable
+    was set (another library, a test session), a driver would resolve 127.0.0.1 to the primary
+    address and never reach a loopback cluster. This sets the value Ray would have read.
+    """
+    from ray._private import ray_constants
+
+    wanted = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
+    ray_constants.ENABLE_RAY_CLUSTER = wanted
 
 
 def _our_packages() -> list:
@@ -274,6 +288,8 @@ def run_sweep(
     SweepSummary
     """
     started = time.perf_counter()
+    if max_concurrent is not None and max_concurrent < 1:
+        raise InputError(f"max_concurrent is {max_concurrent}; it must be at least 1.")
     planned = plan(spec)  # refuses a bad spec before anything is created
     store = store if isinstance(store, Store) else Store(store or spec.store, create=True)
     todo = pending_runs(spec, store, retry_failed=retry_failed)

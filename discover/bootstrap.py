@@ -125,13 +125,21 @@ def _refit_all(problem, theta0, counts, workers, maxiter):
 
 
 def _polish_chunk(problem, starts, counts, maxiter):
-    """L-BFGS-B refits, one per row of ``counts``, each from its row of ``starts``."""
-    from discover.fit import _polish
+    """L-BFGS-B refits, one per row of ``counts``, each from its row of ``starts``.
+
+    A refit counts as converged when the checker passes it, or when its only complaint is a
+    constant resting on a bound (a constrained optimum is a valid bootstrap replicate).
+    """
+    from discover.fit import _polish, one_blas_thread
 
     thetas, ok = np.empty_like(starts), np.empty(len(counts), bool)
-    for i, c in enumerate(counts):
-        run = _polish(problem.with_weights(problem.w * c), starts[i], maxiter, GRAD_TOL)
-        thetas[i], ok[i] = run["theta"], run["converged"]
+    with one_blas_thread():
+        for i, c in enumerate(counts):
+            run = _polish(problem.with_weights(problem.w * c), starts[i], maxiter, GRAD_TOL)
+            message = run["message"]
+            thetas[i] = run["theta"]
+            ok[i] = run["converged"] or ("bound" in message and "gradient" not in message
+                                         and "stopped" not in message)  # fmt: skip
     return thetas, ok
 
 

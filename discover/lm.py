@@ -43,8 +43,8 @@ def refine(problem, theta0: np.ndarray, v: np.ndarray, maxiter: int = 300):
     -------
     theta : numpy.ndarray, shape (B, k)
     converged : numpy.ndarray of bool, shape (B,)
-        The convergence rule of :func:`discover.fit._check_convergence`: projected gradient
-        within ``GRAD_TOL`` times the sum of weights, no constant at a bound.
+        Projected gradient within ``GRAD_TOL`` times the sum of weights (a constant may rest on
+        a bound, as the first-order conditions allow).
     """
     B, k = v.shape[0], problem.lo.size
     theta = np.broadcast_to(theta0, (B, k)).copy()
@@ -130,5 +130,4 @@ def _batched_converged(problem, theta, g, v):
     at_lo = theta <= problem.lo + 1e-7 * span
     at_hi = theta >= problem.hi - 1e-7 * span
     projected = np.where((at_lo & (g > 0)) | (at_hi & (g < 0)), 0.0, g)
-    interior = ~(at_lo | at_hi).any(axis=1)
-    return (np.abs(projected).max(axis=1) <= GRAD_TOL * v.sum(axis=1)) & interior
+    return np.abs(projected).max(axis=1) <= GRAD_TOL * v.sum(axis=1)

@@ -189,3 +189,145 @@ def optimum_formula(law: Law, var: str, params: dict) -> sympy.Expr | None:
         if abs(value - target) <= 1e-9 * max(1.0, abs(target)):
             return root
     return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Derived allocations: optimal activation ratio Na/N, compute-optimal N(C) and D(C)
+
+C = sympy.Symbol("C", positive=True)
+"""Training compute in FLOPs, the symbol of :func:`compute_optimal` results."""
+
+
+def _law_and_values(law_or_fit, params):
+    """The law and the constants to use: a fit's, ``params``, or the law's reference."""
+    if hasattr(law_or_fit, "params") and hasattr(law_or_fit, "law"):
+        return law_or_fit.law, {**law_or_fit.params, **(params or {})}
+    values = params if params is not None else law_or_fit.reference
+    if values is None:
+        raise InputError(f"law {law_or_fit.name!r} has no reference constants; pass params=")
+    return law_or_fit, dict(values)
+
+
+def _numbers(values: dict) -> dict:
+    return {symbol(k): sympy.Float(float(v), 17) for k, v in values.items()}
+
+
+def _stationary(expr: sympy.Expr, x: sympy.Symbol) -> sympy.Expr | None:
+    """The one positive root of dL/dx = 0 that sympy finds with the constants symbolic."""
+    try:
+        roots = sympy.solve(sympy.diff(expr, x), x)
+    except (NotImplementedError, ValueError) as err:
+        log.debug("sympy could not solve dL/d%s = 0 (%s)", x, err)
+        return None
+    return roots[0] if len(roots) == 1 else None
+
+
+def optimal_activation(law_or_fit, params=None) -> sympy.Expr | None:
+    """Closed form of the loss-minimising ratio ``Na*/N`` as a function of ``N`` (and G, S, D).
+
+    Solves ``dL/dNa = 0`` with the constants symbolic, then substitutes them. The ratio may
+    exceed 1 where the law's minimum lies beyond ``Na = N``; the usable optimum is then
+    ``Na = N`` (see :func:`optimal_activation_numeric`).
+
+    Parameters
+    ----------
+    law_or_fit : Law or FitResult
+        A law with inputs ``N`` and ``Na`` (``params`` or its reference constants), or a fit.
+    params : dict, optional
+        Constants, and any inputs to fix (e.g. ``G``, ``S``).
+
+    Returns
+    -------
+    sympy.Expr or None
+        ``Na*/N``; ``None`` when sympy finds no single closed-form root or the stationary point
+        is not a minimum.
+
+    Examples
+    --------
+    >>> from discover.laws import get_law
+    >>> law = get_law("moe_joint")
+    >>> ratio = optimal_activation(law, {**law.reference, "G": 6.78, "S": 0.315})
+    >>> round(float(ratio.subs(symbol("N"), 1e10)), 4)
+    0.4951
+    """
+    law, values = _law_and_values(law_or_fit, params)
+    N, Na = symbol("N"), symbol("Na")
+    if not {N, Na} <= law.expr.free_symbols:
+        raise InputError(f"law {law.name!r} does not take both N and Na; it has {law.inputs}")
+    root = _stationary(law.expr, Na)
+    if root is None:
+        return None
+    numbers = _numbers(values)
+    curvature = sympy.diff(law.expr, Na, 2).xreplace(numbers)
+    at_root = curvature.xreplace({Na: root.xreplace(numbers)})
+    probe = {s: sympy.Float(1e9) for s in at_root.free_symbols}  # the sign at a typical size
+    if not float(at_root.xreplace(probe)) > 0:
+        return None
+    return sympy.powsimp(sympy.expand_power_base(root.xreplace(numbers) / N, force=True))
+
+
+def optimal_activation_numeric(law_or_fit, N, params=None, lowest: float = 1e-4) -> np.ndarray:
+    """Loss-minimising ``Na/N`` at each ``N``, by bounded minimisation over ``Na`` in
+    ``[lowest N, N]`` (log scale).
+
+    The numeric check of :func:`optimal_activation`, and the answer where it has no closed form;
+    ``1.0`` means the best is a dense model.
+    """
+    law, values = _law_and_values(law_or_fit, params)
+    x = symbol("Na")
+    # Terms free of Na do not move its optimum: drop them, so D need not be given.
+    expr = sympy.Add(*(t for t in sympy.Add.make_args(law.expr) if t.has(x)))
+    expr = expr.xreplace(_numbers(values))
+    _require_numeric(expr.xreplace({symbol("N"): 1, x: 1}), x)
+    f = sympy.lambdify([symbol("N"), x], expr, "numpy")
+    out = []
+    for n in np.atleast_1d(np.asarray(N, float)):
+        result = optimize.minimize_scalar(lambda u, n=n: f(n, n * np.exp(u)),
+                                          bounds=(np.log(lowest), 0.0), method="bounded",
+                                          options={"xatol": 1e-12})  # fmt: skip
+        out.append(float(np.exp(result.x)))
+    return np.array(out)
+
+
+def compute_optimal(law_or_fit, params=None, flops_per_token_parameter: float = 6.0):
+    """Compute-optimal ``N(C)`` and ``D(C)`` of a law in ``N`` and ``D``, with ``C = k N D``.
+
+    Substitutes ``D = C / (k N)`` (``k = 6``: forward and backward FLOPs per parameter and
+    token, Kaplan et al. 2020), solves ``dL/dN = 0`` with the constants symbolic, then
+    substitutes them. For Chinchilla this gives ``N* = G (C/6)^(beta/(alpha+beta))`` with
+    ``G = (alpha A / (beta B))^(1/(alpha+beta))`` (Hoffmann et al. 2022, eq. 4).
+
+    Returns
+    -------
+    (sympy.Expr, sympy.Expr) or None
+        ``N*(C)`` and ``D*(C)`` in the symbol :data:`C`; ``None`` without a closed form.
+    """
+    law, values = _law_and_values(law_or_fit, params)
+    N, D = symbol("N"), symbol("D")
+    if not {N, D} <= law.expr.free_symbols:
+        raise InputError(f"law {law.name!r} does not take both N and D; it has {law.inputs}")
+    k = sympy.Float(flops_per_token_parameter, 17)
+    root = _stationary(law.expr.xreplace({D: C / (k * N)}), N)
+    if root is None:
+        return None
+    n_star = root.xreplace(_numbers(values))
+    return n_star, C / (k * n_star)
+
+
+def compute_optimal_numeric(law_or_fit, compute, params=None, flops_per_token_parameter=6.0):
+    """``(N*, D*)`` arrays at each compute budget, by minimising the loss over ``log N``."""
+    law, values = _law_and_values(law_or_fit, params)
+    N, D = symbol("N"), symbol("D")
+    expr = law.expr.xreplace(_numbers(values))
+    _require_numeric(expr.xreplace({N: 1, D: 1}), N)
+    f = sympy.lambdify([N, D], expr, "numpy")
+    best_n = []
+    for c in np.atleast_1d(np.asarray(compute, float)):
+        tokens = lambda u, c=c: c / (flops_per_token_parameter * np.exp(u))  # noqa: E731
+        span = np.log(c / flops_per_token_parameter)
+        result = optimize.minimize_scalar(lambda u, t=tokens: f(np.exp(u), t(u)),
+                                          bounds=(0.0, span), method="bounded",
+                                          options={"xatol": 1e-12})  # fmt: skip
+        best_n.append(float(np.exp(result.x)))
+    best_n = np.array(best_n)
+    return best_n, np.asarray(compute, float) / (flops_per_token_parameter * best_n)

@@ -57,3 +57,33 @@ def test_bounds_validate_themselves():
         Bounds(2.0, 1.0)
     with pytest.raises(InputError, match="needs lo > 0"):
         Bounds(0.0, 1.0, positive=True)
+
+
+PUBLISHED = ("clark2022", "krajewski2024", "ludziejewski2025", "abnar2025")
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_laws_carry_reference_units_and_assumptions(name):
+    law = get_law(name)
+    assert "et al. 20" in law.doc and "arXiv" in law.doc
+    assert set(law.units) == set(law.inputs)
+    assert law.assumptions
+    assert law.n_constants <= 10
+
+
+def test_clark_saturation_maps_dense_to_e_start_and_saturates_at_e_max():
+    law = get_law("clark2022")
+    assert law.n_constants == 6  # the limit of the Clark benchmark split
+    values = {"a": 0.0, "b": 1.0, "c": 0.0, "d": 0.0, "E_start": 2.0, "E_max": 300.0, "N": 1e8}
+    e_hat = lambda E: float(law.substitute(values).subs({symbol("E"): E, symbol("N"): 1e8}))  # noqa: E731
+    assert e_hat(1) == pytest.approx(2.0)
+    assert e_hat(1e9) == pytest.approx(300.0, rel=1e-6)
+    assert 2.0 < e_hat(8) < 9.0
+
+
+def test_fix_holds_constants():
+    law = get_law("chinchilla").fix(L0=1.69)
+    assert "L0" not in law.constants and law.reference == {k: v for k, v in
+        get_law("chinchilla").reference.items() if k != "L0"}  # fmt: skip
+    with pytest.raises(InputError, match="no constant.*'Q'"):
+        get_law("chinchilla").fix(Q=1.0)

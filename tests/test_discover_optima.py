@@ -45,3 +45,34 @@ def test_optimum_depending_on_other_inputs_asks_for_them():
     with pytest.raises(InputError, match=r"depends on \['N'\]"):
         optimum(parse_formula("(x - N)**2"), "x")
     assert optimum(parse_formula("(x - N)**2"), "x", params={"N": 5.0}) == pytest.approx(5.0)
+
+
+def test_optimal_activation_ratio_symbolic_matches_numeric():
+    from discover.formula import symbol
+    from discover.optima import optimal_activation, optimal_activation_numeric
+
+    law = get_law("moe_joint")
+    params = {**law.reference, "G": 6.78, "S": 0.315}
+    ratio = optimal_activation(law, params)
+    assert ratio.free_symbols == {symbol("N")}  # Na*/N = 41.6 N^-0.192, free of D
+    for N in (1e9, 1e10, 1e11):
+        numeric = optimal_activation_numeric(law, N, params)[0]
+        assert float(ratio.subs(symbol("N"), N)) == pytest.approx(numeric, rel=1e-6)
+    assert optimal_activation_numeric(law, 1e8, params)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_compute_optimal_chinchilla_symbolic_matches_numeric_and_hoffmann():
+    from discover.optima import C, compute_optimal, compute_optimal_numeric
+
+    law = get_law("chinchilla")
+    n_star, d_star = compute_optimal(law)
+    c = law.reference
+    a_exp = c["beta"] / (c["alpha"] + c["beta"])
+    G = (c["alpha"] * c["A"] / (c["beta"] * c["B"])) ** (1 / (c["alpha"] + c["beta"]))
+    for budget in (1e20, 1e24):
+        n_num, d_num = compute_optimal_numeric(law, budget)
+        assert float(n_star.subs(C, budget)) == pytest.approx(n_num[0], rel=1e-6)
+        assert float(d_star.subs(C, budget)) == pytest.approx(d_num[0], rel=1e-6)
+        assert float(n_star.subs(C, budget)) == pytest.approx(G * (budget / 6) ** a_exp, rel=1e-9)
+    with pytest.raises(InputError, match="does not take both N and D"):
+        compute_optimal(get_law("moe_powerlaw4"), {"L0": 1, "A": 1, "alpha": 0.1, "beta": 0.1})

@@ -13,6 +13,8 @@ from trainer.config import RunConfig, TrainConfig
 from trainer.data import ByteData
 from trainer.train import TrainingDivergedError, lr_at, train
 
+pytestmark = pytest.mark.filterwarnings("ignore::trainer.train.RoutingCollapseWarning")
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 AUSTEN = str(SHARED / "corpus" / "austen.txt")
 KJV = str(SHARED / "corpus" / "kjv.txt")
@@ -142,7 +144,9 @@ def test_non_finite_loss_names_the_step(monkeypatch):
         real_step(self)
 
     monkeypatch.setattr(train_module._Trainer, "_train_step", poison_before_step_6)
-    with pytest.raises(TrainingDivergedError, match=r"became nan at step 6 of 48 \(lr "):
+    with pytest.raises(
+        TrainingDivergedError, match=r"cross-entropy loss became nan at step 6 of 48 \(lr "
+    ):
         train(RunConfig.tiny(data=(AUSTEN,)))
 
 
@@ -165,6 +169,10 @@ def test_checkpoint_resumes_to_the_same_result(tmp_path, monkeypatch, tiny_resul
     resumed = train(run, checkpoint_dir=tmp_path)
     assert resumed.loss == pytest.approx(tiny_result.loss, abs=1e-6)
     assert [p["step"] for p in resumed.curve] == [p["step"] for p in tiny_result.curve]
+    assert [p["loss"] for p in resumed.curve] == pytest.approx(
+        [p["loss"] for p in tiny_result.curve], abs=1e-6
+    )
+    assert resumed.routing == tiny_result.routing
     finished = train(run, checkpoint_dir=tmp_path)  # already done: nothing is retrained
     assert finished.loss == resumed.loss
 

@@ -303,6 +303,8 @@ class MoE(nn.Module):
     def _use_grouped(self, device: torch.device, dtype: torch.dtype, D: int) -> bool:
         if self.dispatch == "loop":
             return False
+        if _compiling() and dtype != torch.bfloat16:
+            return False  # torch.compile traces grouped_mm for bf16 only (torch 2.13)
         aligned = (D * dtype.itemsize) % 16 == 0 and (self.F * dtype.itemsize) % 16 == 0
         ok = aligned and grouped_mm_supported(device.type, dtype)
         if self.dispatch == "grouped" and not ok:
@@ -338,6 +340,11 @@ def _masked_mean(v_N: torch.Tensor, mask_N: torch.Tensor | None) -> torch.Tensor
     if mask_N is None:
         return v_N.mean()
     return (v_N * mask_N).sum() / mask_N.sum()
+
+
+def _compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -126,7 +126,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
         {"params": matrices, "weight_decay": cfg.weight_decay},
         {"params": vectors, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+    try:
+        # The fused kernel is several times faster than the per-tensor loop torch uses on CPU
+        # by default, and gave bit-identical losses on CPU (tests/test_trainer_pinned.py).
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    except (RuntimeError, ValueError, TypeError) as err:
+        log.info("fused AdamW unavailable (%s); using the foreach implementation", err)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
 _optimizer = make_optimizer
@@ -285,11 +291,10 @@ class _Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         params = list(self.model.parameters())
-        if self.t.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
-        else:
-            norm = _total_norm(params)
+        norm = _total_norm(params)
         self._check_finite(parts, norm)
+        if self.t.grad_clip > 0:
+            _clip(params, self.t.grad_clip, norm)
         self.opt.step()
 
         # 3. Routing bookkeeping and bias balancing.
@@ -475,6 +480,7 @@ class _Trainer:
             "dispatch": "grouped" if grouped else "loop",
             "threads": self.t.threads,
             "torch": torch.__version__,
+            "compile": self.t.compile,
         }
 
     def _routing(self) -> dict:
@@ -498,10 +504,23 @@ class _Trainer:
 
 
 def _total_norm(params) -> torch.Tensor:
-    """Global 2-norm of the gradients (what clipping would measure), without clipping."""
+    """Global 2-norm of the gradients, measured before clipping (which would spread a NaN)."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads, 2.0)
+    norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
     return torch.linalg.vector_norm(norms)
+
+
+def _clip(params, max_norm: float, norm: torch.Tensor) -> None:
+    """Scale gradients by min(1, max_norm / (norm + 1e-6)), as clip_grad_norm_ does."""
+    if hasattr(torch.nn.utils, "clip_grads_with_norm_"):  # torch >= 2.6
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    for p in params:
+        if p.grad is not None:
+            p.grad.mul_(coef)
 
 
 # Public name for benchmarks that time the trainer's own step.
