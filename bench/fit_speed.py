@@ -56,9 +56,14 @@ def loop_baseline(problem, starts: np.ndarray) -> tuple[float, float]:
     best, began = math.inf, time.perf_counter()
     with np.errstate(all="ignore"), one_blas_thread():  # the same BLAS setting as fit_law
         for theta0 in starts:
-            result = optimize.minimize(problem.objective_and_gradient, theta0, jac=True,
-                                       method="L-BFGS-B", bounds=bounds,
-                                       options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12})  # fmt: skip
+            result = optimize.minimize(
+                problem.objective_and_gradient,
+                theta0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": 3000, "ftol": 1e-15, "gtol": 1e-12},
+            )
             best = min(best, problem.objective_and_gradient(result.x)[0])
     return best, time.perf_counter() - began
 
@@ -66,8 +71,12 @@ def loop_baseline(problem, starts: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--starts", type=int, default=4500, help="starting points (4500)")
-    parser.add_argument("--loop", type=int, default=None,
-                        help="time only this many loop starts and scale (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--loop",
+        type=int,
+        default=None,
+        help="time only this many loop starts and scale (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

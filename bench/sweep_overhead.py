@@ -49,7 +49,7 @@ order = "spec"
 
 
 def sleeper(seconds: float):
-    """An executor with :func:`cluster.runner.execute`'s signature that sleeps instead of training."""
+    """An executor with the signature of :func:`cluster.runner.execute` that only sleeps."""
 
     def run(run_config, run_id, source, achieved, **kwargs):
         from results.schema import RunRecord
@@ -103,7 +103,9 @@ def main() -> None:
     print(f"runs {summary.done} of {args.seconds:g} s on {args.slots} slots (ideal {ideal:.1f} s)")
     print(f"wall time: {wall:.2f} s in all, {steady:.2f} s from first submission to last record")
     print(f"slot utilisation, all: {busy / (wall * args.slots):.3f}")
-    print(f"slot utilisation, scheduling only: {busy / (steady * args.slots):.3f}  (target >= 0.90)")
+    print(
+        f"slot utilisation, scheduling only: {busy / (steady * args.slots):.3f}  (target >= 0.90)"
+    )
     print(f"overhead per run, all: {(wall * args.slots - busy) / summary.done:.3f} s")
     overhead = (steady * args.slots - busy) / summary.done
     print(f"overhead per run, scheduling only: {overhead:.3f} s  (target <= 0.3 s)")

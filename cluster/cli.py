@@ -238,15 +238,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
         inputs=_names(args.inputs) if args.inputs else None,
         bounds=_where(args.bounds, "--bounds", "A=1:1e6:log"),
         out_dir=args.out,
+        bootstrap=args.bootstrap,
+        **_fit_options(args),
         **_data_options(args),
     )
     return _print_outcome(outcome, args.json)
 
 
+def _fit_options(args: argparse.Namespace) -> dict:
+    """Objective options shared by fit and compare."""
+    return dict(loss=args.loss, delta=args.delta, residual=args.residual)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from discover.workflow import run_compare
 
-    outcome = run_compare(laws=_names(args.laws), **_data_options(args))
+    outcome = run_compare(laws=_names(args.laws), **_fit_options(args), **_data_options(args))
     return _print_outcome(outcome, args.json)
 
 
@@ -328,6 +335,22 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_objective_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--loss",
+        choices=("huber", "squared", "absolute", "asymmetric"),
+        default="huber",
+        help="loss of each residual (default: huber)",
+    )
+    p.add_argument("--delta", type=float, default=1e-3, help="Huber threshold (default: 1e-3)")
+    p.add_argument(
+        "--residual",
+        choices=("log", "linear"),
+        default="log",
+        help="residual: log L - log y (default) or L - y (plain least squares with --loss squared)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moelaw",
@@ -406,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=LO:HI[:log]",
         help="search bounds of a constant; ':log' fits it in log space (repeatable)",
     )
+    _add_objective_options(p)
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add standard errors and 95%% intervals from N bootstrap resamples (e.g. 1000)",
+    )
     p.add_argument("--out", help="folder to export the fitted law to")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
@@ -413,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="laws x metrics on one dataset and split")
     _add_split_options(p)
     p.add_argument("--laws", default="all", help="comma-separated law names, or 'all'")
+    _add_objective_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 

@@ -1,4 +1,4 @@
-"""A multi-node Ray cluster on this machine, for trying ``moelaw sweep --address`` without a cluster.
+"""A multi-node Ray cluster on this machine, to try ``moelaw sweep --address`` without a cluster.
 
     .venv/bin/python -m cluster.local_cluster SPEC --nodes 2 --cpus-per-node 1
 
@@ -103,8 +103,8 @@ class LocalCluster:
                         f"a Ray node exited with status {p.returncode} while starting; "
                         f"see the logs in {self.temp_dir}"
                     )
-            status = subprocess.run([self.ray_bin, "status", f"--address={self.address}"],
-                                    capture_output=True, text=True, env=dict(os.environ))  # fmt: skip
+            command = [self.ray_bin, "status", f"--address={self.address}"]
+            status = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
             if status.returncode == 0 and status.stdout.count("node_") >= count:
                 return
             time.sleep(1.0)

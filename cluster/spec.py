@@ -58,6 +58,12 @@ The format, with every section optional except ``name``, ``data`` and at least o
     gpus = 0                     # or "auto": a GPU fraction from the estimated memory
     custom = { }
 
+    [adaptive]                   # train only what the adaptive design picks from the points above
+    target = { N = 1.0e8, D = 1.0e10 }  # the extrapolation target (see cluster.adaptive)
+    budget_flops = 1.0e16        # training FLOPs for the whole design, first runs included
+    initial = 6                  # first runs: cheap ones, spread out (>= 6)
+    noise_sd = 0.01              # relative run-to-run noise of a loss, e.g. from replicate seeds
+
     [schedule]
     order = "longest"            # "longest", "shortest", "informative" (spread-out points
                                  # first) or "spec" (the order written)
@@ -110,7 +116,9 @@ TOP_KEYS = (
     "space_filling",
     "resources",
     "schedule",
+    "adaptive",
 )
+ADAPTIVE_KEYS = ("target", "budget_flops", "initial", "noise_sd", "bootstrap")
 SPACE_FILLING_KEYS = ("method", "n", "seed", "bounds")
 SCHEDULE_KEYS = ("order", "max_concurrent", "retries", "backoff_s", "worker_retries")
 ORDERS = ("longest", "shortest", "informative", "spec")
@@ -172,6 +180,8 @@ class SweepSpec:
         The settings of every point, before seeds are applied (duplicates removed).
     resources : cluster.resources.Resources
         What each run asks Ray for.
+    adaptive : dict or None
+        The ``[adaptive]`` design (target, budget_flops, initial, noise_sd, bootstrap), checked.
     schedule : Schedule
         Order, concurrency, retries and backoff.
     """
@@ -185,6 +195,7 @@ class SweepSpec:
     points: tuple[dict, ...] = field(repr=False)
     resources: Any = None  # cluster.resources.Resources; None means the defaults
     schedule: Schedule = field(default_factory=Schedule)
+    adaptive: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -304,9 +315,54 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
 
     resources = parse_resources(doc["resources"], where) if "resources" in doc else Resources()
     schedule = _schedule(doc.get("schedule", {}), where)
+    adaptive = _adaptive(doc["adaptive"], where) if "adaptive" in doc else None
     return SweepSpec(
-        name, path, store, tuple(seeds), files, val_fraction, tuple(points), resources, schedule
+        name,
+        path,
+        store,
+        tuple(seeds),
+        files,
+        val_fraction,
+        tuple(points),
+        resources,
+        schedule,
+        adaptive,
     )
+
+
+def _adaptive(table: Any, where: str) -> dict:
+    """Check an ``[adaptive]`` table (see :mod:`cluster.adaptive`)."""
+    label = f"[adaptive] of {where}"
+    if not isinstance(table, Mapping):
+        raise InputError(f"{label} must be a table, got {table!r}.")
+    _refuse_unknown(table, ADAPTIVE_KEYS, label)
+    target = table.get("target")
+    if not isinstance(target, Mapping) or set(target) != {"N", "D"}:
+        raise InputError(f"{label}: target must be {{ N = ..., D = ... }}, got {target!r}.")
+    checked = {"target": {}}
+    for key, value in target.items():
+        checked["target"][key] = _positive(value, f"{label}: target {key}")
+    checked["budget_flops"] = _positive(table.get("budget_flops"), f"{label}: budget_flops")
+    initial = table.get("initial", 6)
+    if isinstance(initial, bool) or not isinstance(initial, int) or initial < 6:
+        raise InputError(
+            f"{label}: initial is {initial!r}; the law has 5 constants, so start with at least 6 "
+            "runs (initial = 6)."
+        )
+    checked["initial"] = initial
+    if "noise_sd" in table:
+        checked["noise_sd"] = _positive(table["noise_sd"], f"{label}: noise_sd")
+    boot = table.get("bootstrap", 32)
+    if isinstance(boot, bool) or not isinstance(boot, int) or boot < 2:
+        raise InputError(f"{label}: bootstrap must be a whole number >= 2, got {boot!r}.")
+    checked["bootstrap"] = boot
+    return checked
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InputError(f"{where} must be a positive number, got {value!r}.")
+    return float(value)
 
 
 def _schedule(table: Any, where: str) -> Schedule:

@@ -253,6 +253,7 @@ def run_sweep(
     max_concurrent: int | None = None,
     checkpoints: bool = True,
     executor: Callable[..., RunRecord] | None = None,
+    only: set[str] | None = None,
     on_update: Callable[[str, PlannedRun, RunRecord | None], None] | None = None,
 ) -> SweepSummary:
     """Train every run of ``spec`` that is not in the store yet, on Ray.
@@ -279,6 +280,10 @@ def run_sweep(
         Give each run a checkpoint folder under the store so that a retry resumes (default True).
     executor : callable, optional
         Replaces :func:`cluster.runner.execute` (same signature); for tests and benchmarks.
+    only : set of str, optional
+        Train only these run ids of the spec (the adaptive design's picks); default all. An
+        ``[adaptive]`` table does not limit this function: :func:`cluster.adaptive.adaptive_sweep`
+        decides what to train.
     on_update : callable, optional
         Called as ``on_update(event, planned, record)`` with event "start", "retry", "ok" or
         "failed"; the command-line program uses it for its progress bar.
@@ -293,6 +298,9 @@ def run_sweep(
     planned = plan(spec)  # refuses a bad spec before anything is created
     store = store if isinstance(store, Store) else Store(store or spec.store, create=True)
     todo = pending_runs(spec, store, retry_failed=retry_failed)
+    if only is not None:
+        planned = [p for p in planned if p.run_id in only]
+        todo = [p for p in todo if p.run_id in only]
     summary = SweepSummary(planned=len(planned), skipped=len(planned) - len(todo))
     if not todo:
         return summary

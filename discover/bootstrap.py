@@ -156,8 +156,8 @@ def _derived(fit, samples: pd.DataFrame):
             continue
         f = sympy.lambdify([symbol(c) for c in fit.law.constants], formula, "numpy")
         with np.errstate(all="ignore"):
-            column = np.real_if_close(np.asarray(
-                f(*[samples[c].to_numpy(complex) for c in fit.law.constants]), complex))  # fmt: skip
+            args = [samples[c].to_numpy(complex) for c in fit.law.constants]
+            column = np.asarray(f(*args), complex)
             point = complex(f(*[complex(fit.params[c]) for c in fit.law.constants]))
         column = np.where(np.abs(np.imag(column)) > 1e-12, np.nan, np.real(column))
         out.append((f"{var}*", np.broadcast_to(column, len(samples)), point.real))

@@ -11,22 +11,36 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from results.errors import InputError
+from results.errors import InputError, StoreError
+from results.tables import read_csv
 
 log = logging.getLogger(__name__)
 
 _SHOWN = 5  # rows named in an error message before "..."
 
+COUNTS = {"N": "parameters", "Na": "parameters", "D": "tokens"}
+"""Inputs that count single parameters or tokens, so their values are never small."""
 
-def load_table(source=None) -> pd.DataFrame:
+SMALLEST_COUNT = 1e4
+"""A count column whose largest value is below this was probably given in thousands or more."""
+
+_AT_BOUND = 1e-6  # a constant this close to a bound, as a fraction of its (log) interval
+
+
+def load_table(source=None, *, skip_corrupt: bool = False) -> pd.DataFrame:
     """Read a table of runs.
 
     Parameters
     ----------
     source : str or Path, optional
-        A results-store folder (its ``ok`` runs are read), a ``.parquet`` file or a ``.csv`` file.
-        Default ``None`` reads the store bundled with moelaw (``results.bundled_store_path()``).
+        A results-store folder (its ``ok`` runs are read), a ``.parquet`` file or a ``.csv``
+        (or ``.csv.gz``) file; lines of a CSV starting with ``#`` are comments. Default ``None``
+        reads the store bundled with moelaw (``results.bundled_store_path()``).
+    skip_corrupt : bool, default False
+        For a store: warn about truncated or corrupted run files and read the others, instead of
+        raising.
 
     Returns
     -------
@@ -36,7 +50,8 @@ def load_table(source=None) -> pd.DataFrame:
     Raises
     ------
     InputError
-        When the path does not exist, has an unknown type, or holds no runs.
+        When the path does not exist, has an unknown type, holds no runs, or (a store) holds
+        unreadable run files, named by run id.
     """
     if source is None:
         import results
@@ -49,38 +64,60 @@ def load_table(source=None) -> pd.DataFrame:
             f"no table at {str(path)!r}: the path does not exist; pass a results-store folder, "
             "a .parquet or a .csv file"
         )
-    table = _read(path)
-    if len(table) == 0:
+    table = _read(path, skip_corrupt)
+    if len(table) == 0 and path.is_dir():
         raise InputError(
             f"the table at {str(path)!r} has no ok runs; fill it with `moelaw sweep SPEC` "
             "or point at another store or file"
         )
+    if len(table) == 0:
+        raise InputError(f"the table at {str(path)!r} has a header but no rows; add the runs")
     log.debug("read %d rows from %s", len(table), path)
     return table
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _read(path: Path, skip_corrupt: bool = False) -> pd.DataFrame:
     """Read one source by its kind: store folder, Parquet or CSV."""
     if path.is_dir():
-        from results.store import Store
-
-        return Store(path, create=False).runs()
-    suffix = path.suffix.lower()
-    readers = {".parquet": pd.read_parquet, ".csv": pd.read_csv}
-    if suffix in readers:
+        return _read_store(path, skip_corrupt)
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return read_csv(path, "a table of runs (CSV)")
+    if name.endswith(".parquet"):
         try:
-            return readers[suffix](path)
-        except (ValueError, OSError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-            # pandas and pyarrow raise subclasses of these for empty, truncated or garbled files
+            return pd.read_parquet(path)
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            # pyarrow raises subclasses of these for empty, truncated or garbled files
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise InputError(
-                f"cannot read {str(path)!r} as {suffix[1:]}: {reason}; "
-                f"check that it is a complete {suffix[1:]} file with a header row"
+                f"cannot read {str(path)!r} as parquet: {reason}; "
+                "check that it is a complete parquet file"
             ) from None
     raise InputError(
-        f"cannot read {str(path)!r}: unknown file type {suffix!r}; "
+        f"cannot read {str(path)!r}: unknown file type {path.suffix!r}; "
         "use a store folder, .parquet or .csv"
     )
+
+
+def _read_store(path: Path, skip_corrupt: bool) -> pd.DataFrame:
+    """The ok runs of a store; unreadable run files are named by id with the fix."""
+    from results.store import Store
+
+    store = Store(path, create=False)
+    try:
+        return store.runs(skip_corrupt=skip_corrupt)
+    except StoreError:
+        bad = store.verify()
+        if not bad:
+            raise
+    files = ", ".join(f"runs/{run_id}.parquet" for run_id in bad[:_SHOWN])
+    more = f" (and {len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
+    raise StoreError(
+        f"results store {str(path)!r} has {len(bad)} truncated or corrupted run file(s), run ids "
+        f"{', '.join(bad)}; delete {files}{more} in the store and train those runs again "
+        "(`moelaw sweep SPEC` re-runs only missing runs), or read the others in Python with "
+        "discover.data.load_table(path, skip_corrupt=True)"
+    ) from None
 
 
 def check_table(df, inputs, target="loss", *, positive=None, varying=()) -> pd.DataFrame:
@@ -140,9 +177,20 @@ def _numeric(df, column) -> np.ndarray:
     try:
         return df[column].to_numpy(dtype=float)
     except (TypeError, ValueError):
-        raise InputError(
-            f"column {column!r} is not numeric (dtype {df[column].dtype}); convert or drop it"
-        ) from None
+        pass
+    # Name the cells that are not numbers, e.g. "1.2B" or "n/a" in a column of parameter counts.
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+    bad = np.isnan(values) & df[column].notna().to_numpy()
+    if not bad.any():
+        return values
+    labels = list(df.index[bad][:_SHOWN])
+    cells = [repr(v) for v in df[column][bad].iloc[:_SHOWN]]
+    more = ", ..." if bad.sum() > _SHOWN else ""
+    raise InputError(
+        f"column {column!r} is not numeric: {bad.sum()} cell(s) are not numbers (rows "
+        f"{', '.join(map(str, labels))}{more}: {', '.join(cells)}{more}); write them as plain "
+        "numbers (1.2e9, not 1.2B) or drop those rows"
+    ) from None
 
 
 def _check_finite(df, column) -> None:
@@ -172,3 +220,70 @@ def _rows(df, bad, values) -> str:
     shown = [repr(float(v)) for v in values[bad][:_SHOWN]]
     more = ", ..." if bad.sum() > _SHOWN else ""
     return f"rows {', '.join(map(str, labels))}{more}: {', '.join(shown)}{more}"
+
+
+def constants_at_bounds(params, bounds) -> list[str]:
+    """Names of fitted constants that sit on a bound of their search interval.
+
+    Parameters
+    ----------
+    params : dict of str to float
+        Fitted constants.
+    bounds : dict of str to discover.laws.Bounds
+        Their search intervals (``lo``, ``hi``, ``positive`` for log space).
+
+    Returns
+    -------
+    list of str
+    """
+    names = []
+    for name, box in bounds.items():
+        value = params.get(name)
+        if value is None or not np.isfinite(value):
+            continue
+        if box.positive and value > 0:
+            x, lo, hi = np.log(value), np.log(box.lo), np.log(box.hi)
+        else:
+            x, lo, hi = value, box.lo, box.hi
+        if min(x - lo, hi - x) <= _AT_BOUND * (hi - lo):
+            names.append(name)
+    return names
+
+
+def unit_hints(df, columns=None, at_bounds=()) -> list[str]:
+    """Notes on count columns that look given in thousands, millions or billions.
+
+    A table copied from a paper often gives tokens as "300" meaning 300B. Power laws absorb
+    such a factor into their scale constants, which then land at a search bound; this names the
+    column and the fix.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The fitted rows.
+    columns : dict of str to str, optional
+        Column read for each input symbol (``FitResult.columns``); default the symbol itself.
+    at_bounds : sequence of str, default ()
+        Constants found at a bound (see :func:`constants_at_bounds`); named in the note.
+
+    Returns
+    -------
+    list of str
+        One note per suspicious column; empty when none.
+    """
+    columns = dict(columns or {})
+    notes = []
+    for symbol, unit in COUNTS.items():
+        column = columns.get(symbol, symbol)
+        if column not in df.columns or not pd.api.types.is_numeric_dtype(df[column]):
+            continue
+        top = float(df[column].max())
+        if not np.isfinite(top) or top >= SMALLEST_COUNT:
+            continue
+        cause = f"constants {', '.join(at_bounds)} landed at a bound and " if at_bounds else ""
+        notes.append(
+            f"{cause}column {column!r} ({symbol}, counted in {unit}) is at most {top:.4g}: it "
+            f"is probably in millions or billions of {unit}; multiply it by 1e6 or 1e9 and fit "
+            "again"
+        )
+    return notes

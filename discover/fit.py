@@ -16,8 +16,9 @@ with ``rho`` one of (``loss=``):
   otherwise, ``kappa = asymmetry`` (default 4): over-prediction costs ``kappa`` times as much.
 
 ``reduction="mean"`` divides the objective by the sum of weights. The optimiser works on the
-objective divided by its value at the starting point, so summed and averaged objectives stop at the
-same optimum (the early stop that an averaged objective caused in published fits cannot happen here).
+objective divided by its value at the starting point, so summed and averaged objectives stop at
+the same optimum (the early stop that an averaged objective caused in published fits cannot
+happen here).
 Steps:
 
 1. Draw ``n_starts`` points of a scrambled Sobol sequence inside the constants' bounds (log space
@@ -236,6 +237,8 @@ class FitResult:
         Flat directions and strongly correlated pairs found at the optimum; empty if none.
     bootstrap_samples : pandas.DataFrame or None
         Constants refitted on each resample by the last :meth:`bootstrap` call.
+    groups : dict or None
+        For a fit of :func:`discover.groups.fit_grouped`: ``by``, ``levels``, ``per_group``.
     """
 
     law: Law
@@ -252,6 +255,7 @@ class FitResult:
     identifiability: list[str] = field(default_factory=list)
     bootstrap_samples: pd.DataFrame | None = field(default=None, repr=False)
     problem: _Problem | None = field(default=None, repr=False, compare=False)
+    groups: dict | None = None
 
     @property
     def n_constants(self) -> int:
@@ -260,6 +264,10 @@ class FitResult:
 
     def predict(self, data) -> np.ndarray:
         """Predicted loss for every row of ``data`` (a DataFrame or a dict of arrays)."""
+        if self.groups:
+            from discover.groups import with_indicators
+
+            data = with_indicators(pd.DataFrame(data), self.groups["by"], self.groups["levels"])
         x = [_column(data, self.columns.get(n, n)) for n in self.law.inputs]
         n_rows = len(x[0]) if x else len(data)
         theta = np.array([self.params[c] for c in self.law.constants], dtype=float)

@@ -124,12 +124,29 @@ def parse_formula(text: str, names=None) -> sympy.Expr:
         raise InputError(
             f"formula is {len(text)} characters long; the limit is {MAX_LENGTH}. Simplify it first"
         )
+    if "#" in text:
+        # Python would read the rest of the line as a comment and drop it silently.
+        raise InputError(
+            f"formula {text[:80]!r} contains '#'; remove it (a formula has no comments)"
+        )
     tree = _parse_tree(text.replace("^", "**"))
     allowed = None if names is None else frozenset(names)
     expr = _Builder(allowed).build(tree.body, 0)
     if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
         raise InputError(f"formula {text!r} is undefined (a division by zero or an infinity)")
+    _check_powers(expr)
     return expr
+
+
+def _check_powers(expr: sympy.Expr) -> None:
+    """Refuse numeric exponents beyond MAX_EXPONENT that sympy made, e.g. N*N*...*N -> N**1999."""
+    for power in expr.atoms(sympy.Pow):
+        exponent = power.exp
+        if exponent.is_Number and abs(exponent) > MAX_EXPONENT:
+            raise InputError(
+                f"formula gives the power {power.base}**{exponent}; exponents larger than "
+                f"{MAX_EXPONENT} in size are refused"
+            )
 
 
 def _parse_tree(text: str) -> ast.Expression:
@@ -236,7 +253,15 @@ class _Builder:
         function, lo, hi = _FUNCTIONS[name]
         if not lo <= len(node.args) <= hi:
             raise InputError(f"{name}() takes {lo} to {hi} arguments, got {len(node.args)}")
-        return function(*(self.build(a, depth + 1) for a in node.args))
+        args = [self.build(a, depth + 1) for a in node.args]
+        try:
+            return function(*args)
+        except (ValueError, TypeError) as err:
+            # sympy refuses e.g. min(N, log(0)): an argument that is not a comparable number
+            raise InputError(
+                f"{name}() of {', '.join(map(str, args))[:200]} is undefined ({err}); "
+                "check its arguments"
+            ) from None
 
 
 _ALLOWED = "use numbers, names, + - * / ** ^, parentheses and log/exp/sqrt/abs/min/max"

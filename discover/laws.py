@@ -326,6 +326,9 @@ def _clark2022() -> Law:
         "paper writes log10, which rescales c and d only. All six constants are fitted, within the "
         "6-constant limit of the Clark benchmark split: the four of the bilinear form and both "
         "ends of the saturation, E_start (where it begins, > 1) and E_max (where it saturates). "
+        "Written with E - E_start in place of E - 1, the transform spans the same family (only "
+        "the offset E_start - 1 is absorbed), so fits and scores are identical; checked on the "
+        "Clark split. "
         "Assumes fixed training tokens (all Clark runs: ~250k steps)."
     )
     assumptions = ("E >= 1", "E_start > 1", "E_max > E_start", "fixed training tokens")

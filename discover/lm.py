@@ -77,7 +77,7 @@ def refine(problem, theta0: np.ndarray, v: np.ndarray, maxiter: int = 300):
 
 
 def _steps(H, g, lam):
-    """Damped Gauss-Newton steps ``-(H + lam diag(H))^-1 g`` for a batch (pseudo-inverse if singular)."""
+    """Damped Gauss-Newton steps ``-(H + lam diag(H))^-1 g`` for a batch (pinv if singular)."""
     k = H.shape[-1]
     diag = np.einsum("bii->bi", H)
     A = H + (lam[:, None] * diag + 1e-300)[:, :, None] * np.eye(k)

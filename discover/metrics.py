@@ -103,3 +103,47 @@ def extrapolation_split(df: pd.DataFrame, factor: str, quantile=None, threshold=
             f"out; {factor} spans {values.min():.4g} to {values.max():.4g} — choose a cut inside it"
         )
     return ~holdout, holdout
+
+
+def leave_largest_out(df: pd.DataFrame, factor: str, fit, target: str = "loss", folds: int = 3):
+    """Leave-the-largest-out cross-validation: fit below each of the largest values, score on it.
+
+    Fold ``i`` (``i = 1..folds``) holds out the rows at the ``i``-th largest distinct value of
+    ``factor`` and fits on every row strictly below that value, so each score is an
+    extrapolation one step beyond the rows fitted, at a different scale.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The runs.
+    factor : str
+        Column to order by, e.g. ``"N"``.
+    fit : callable
+        ``fit(rows) -> model`` with ``model.predict(rows) -> array``; e.g.
+        ``lambda rows: fit_law(law, rows)``.
+    target : str, default "loss"
+    folds : int, default 3
+        Number of largest values held out in turn.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fold: ``held_out`` (the value of ``factor``), ``n_fit``, ``n_test``, ``r2``,
+        ``rmse``, ``mape``; ``r2`` is over the held-out rows (``nan``/``-inf`` if they share one
+        loss value).
+    """
+    if factor not in df.columns:
+        raise InputError(f"no column {factor!r} to order by; available: {list(df.columns)}")
+    values = np.sort(df[factor].unique())[::-1]
+    if len(values) < folds + 1:
+        raise InputError(
+            f"{factor} has {len(values)} distinct values; leave-the-largest-out with "
+            f"{folds} folds needs at least {folds + 1} — pass fewer folds"
+        )
+    rows = []
+    for value in values[:folds]:
+        train, test = df[df[factor] < value], df[df[factor] == value]
+        model = fit(train.reset_index(drop=True))
+        result = scores(test[target].to_numpy(float), model.predict(test.reset_index(drop=True)))
+        rows.append({"held_out": float(value), "n_fit": len(train), "n_test": len(test), **result})
+    return pd.DataFrame(rows)

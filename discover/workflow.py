@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import sympy
 
-from discover.data import check_table, load_table
+from discover.data import check_table, constants_at_bounds, load_table, unit_hints
 from discover.export import write_atomic
 from discover.fit import FitResult, fit_law
 from discover.formula import parse_formula
@@ -51,6 +51,7 @@ class LawReport:
     optima: dict[str, float | None] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    intervals: list[dict] = field(default_factory=list)  # bootstrap: constant, value, se, lo, hi
 
 
 @dataclass
@@ -368,18 +369,28 @@ def run_fit(
     where: dict | None = None,
     columns: dict | None = None,
     bounds: dict[str, str] | None = None,
+    loss: str = "huber",
+    delta: float = 1e-3,
+    residual: str = "log",
+    bootstrap: int = 0,
 ) -> Outcome:
     """Fit one law, named or given as a formula string, and score it on held-out runs.
 
     The formula is parsed by :func:`discover.formula.parse_formula` (never ``eval``); its inputs
     are the factor names it uses (or ``inputs``), every other name is a constant. ``bounds``
-    replaces the search bounds of constants (see :func:`parse_bounds`).
+    replaces the search bounds of constants (see :func:`parse_bounds`). ``loss``, ``delta`` and
+    ``residual`` go to :func:`discover.fit.fit_law`; ``bootstrap`` > 0 adds that many resamples'
+    standard errors and 95% intervals of every constant (and of G*, S* where defined).
     """
     notes: list[str] = []
     chosen = _law_from_args(law, formula, inputs, bounds, notes)
     table = _load(source, list(chosen.inputs), target, holdout_factor, where, columns, [chosen])
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
-    fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes)
+    options = {"loss": loss, "delta": delta, "residual": residual}
+    fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes, **options)
+    report = report_fit(chosen.name, fit, table, fit_mask, hold_mask, target)
+    if bootstrap:
+        report.intervals = _jsonable(fit.bootstrap(n=int(bootstrap)).to_dict(orient="records"))
     outcome = _outcome(
         "fit",
         source,
@@ -387,7 +398,7 @@ def run_fit(
         table,
         holdout_factor,
         hold_mask,
-        laws=[report_fit(chosen.name, fit, table, fit_mask, hold_mask, target)],
+        laws=[report],
         chosen=chosen.name,
         notes=notes,
     )
@@ -406,11 +417,14 @@ def run_compare(
     holdout_threshold: float | None = None,
     where: dict | None = None,
     columns: dict | None = None,
+    loss: str = "huber",
+    delta: float = 1e-3,
+    residual: str = "log",
 ) -> Outcome:
     """Fit several laws on the same rows and score each on the same held-out runs.
 
     ``laws`` lists registry names; ``None`` or ``["all"]`` takes every law whose inputs are all
-    columns of the data.
+    columns of the data. ``loss``, ``delta`` and ``residual`` go to every fit.
     """
     table = load_runs(source, where, columns)
     if not laws or laws == ["all"]:
@@ -425,8 +439,13 @@ def run_compare(
     notes: list[str] = []
     reports = [
         report_fit(
-            law.name, _fit_quietly(law, fit_rows, target, notes), table, fit_mask, hold_mask, target
-        )  # fmt: skip
+            law.name,
+            _fit_quietly(law, fit_rows, target, notes, loss=loss, delta=delta, residual=residual),
+            table,
+            fit_mask,
+            hold_mask,
+            target,
+        )
         for law in chosen
     ]
     return _outcome(
@@ -504,13 +523,18 @@ def parse_bounds(items: dict[str, str]) -> dict[str, Bounds]:
     return bounds
 
 
-def _fit_quietly(law: Law, rows: pd.DataFrame, target: str, notes: list[str]) -> FitResult:
+def _fit_quietly(
+    law: Law, rows: pd.DataFrame, target: str, notes: list[str], **options
+) -> FitResult:
     """Fit, turning warnings (non-convergence, unidentifiable constants) into notes."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_law(law, rows, target)
+        fit = fit_law(law, rows, target, **options)
     for w in caught:
         notes.append(f"{law.name}: {w.message}")
+    at_bounds = constants_at_bounds(fit.params, law.constants)
+    if at_bounds:
+        notes.extend(f"{law.name}: {hint}" for hint in unit_hints(rows, fit.columns, at_bounds))
     return fit
 
 
@@ -616,6 +640,14 @@ def format_outcome(outcome: Outcome) -> str:
                     f"{k} = {_num(v) if v is not None else 'none'}" for k, v in law.optima.items()
                 )
             )
+        if law.intervals:
+            lines.append(f"   {'constant':<12}{'value':>14}{'se':>12}{'95% interval':>30}")
+            for row in law.intervals:
+                band = f"[{_num(row.get('lo'))}, {_num(row.get('hi'))}]"
+                lines.append(
+                    f"   {row['constant']:<12}{_num(row.get('value')):>14}"
+                    f"{_num(row.get('se')):>12}{band:>30}"
+                )
         for note in law.notes:
             lines.append(f"   note: {note}")
         if not law.converged:

@@ -31,11 +31,13 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from results.errors import InputError
 from results.schema import RunRecord, run_id
 from results.store import Store
+from results.tables import read_csv
 
 __all__ = ["CLARK_COLUMNS", "SOURCE", "TOKENS_PER_STEP", "import_clark2022"]
 
@@ -73,6 +75,8 @@ _EXTRA_HYPER = [
     "hyper_id",
 ]
 CLARK_COLUMNS = tuple(_HYPER + ["step", "loss_validation"] + _OTHER_LOSSES)
+_TEXT = {"router_type", "model_size_label"}  # the only columns that are not numbers
+_LOSSES = {"loss_validation", *_OTHER_LOSSES}  # may be empty at a step
 
 
 def import_clark2022(
@@ -126,21 +130,34 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"Clark et al. curves file {path} does not exist; download data/curves.csv.gz from "
             "github.com/google-deepmind/scaling_laws_for_routing and pass its path"
         )
-    try:
-        table = pd.read_csv(path)
-    except (ValueError, OSError, UnicodeDecodeError, EOFError) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise InputError(
-            f"cannot read {path} as the Clark et al. curves CSV: {reason}; pass an intact "
-            "curves.csv.gz"
-        ) from None
+    table = read_csv(path, "the Clark et al. curves CSV", "pass an intact curves.csv.gz")
     missing = [name for name in CLARK_COLUMNS if name not in table.columns]
     if missing:
         raise InputError(
             f"{path} lacks the columns {missing}; it must be the curves.csv.gz of Clark et al. "
             f"2022 with columns {list(CLARK_COLUMNS)}"
         )
+    for name in CLARK_COLUMNS:
+        if name not in _TEXT:
+            _check_numbers(table, name, path, required=name not in _LOSSES)
     return table
+
+
+def _check_numbers(table: pd.DataFrame, name: str, path: Path, required: bool) -> None:
+    """Refuse cells of ``name`` that are not finite numbers (or are empty, if ``required``)."""
+    values = pd.to_numeric(table[name], errors="coerce")
+    bad = values.isna() & table[name].notna()
+    bad |= ~np.isfinite(values.fillna(0.0))
+    if required:
+        bad |= values.isna()
+    if bad.any():
+        rows = [int(i) for i in table.index[bad][:5]]
+        cells = [repr(v) for v in table[name][bad].iloc[:5]]
+        raise InputError(
+            f"{path}: column {name!r} has {int(bad.sum())} cell(s) that are not finite numbers "
+            f"(data rows {rows}, counted from 0 below the header: {cells}); fix or delete "
+            "those rows"
+        )
 
 
 def _plain(value):

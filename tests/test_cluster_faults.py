@@ -1,5 +1,6 @@
-"""Sweeps that survive failures: a killed worker resumes from its checkpoint, failures are classified,
-out-of-memory runs are retried after a backoff, and a broken configuration does not stop the rest."""
+"""Sweeps that survive failures: a killed worker resumes from its checkpoint, failures are
+classified, out-of-memory runs are retried after a backoff, and a broken configuration does not
+stop the rest."""
 
 import json
 import os
@@ -117,7 +118,7 @@ def test_broken_config_and_out_of_memory_are_recorded_and_the_rest_completes(tmp
         top_k = run_config["model"]["top_k"]
         with open(log_path, "a") as f:
             f.write(json.dumps({"G": top_k, "t": time.time()}) + "\n")
-        attempts = sum(json.loads(line)["G"] == top_k for line in open(log_path))
+        attempts = sum(json.loads(line)["G"] == top_k for line in log_path.read_text().splitlines())
         if top_k == 4 or (top_k == 1 and attempts == 1):
             raise MemoryError(f"simulated: out of memory at G={top_k}")
         return execute(run_config, run_id, *args, **kwargs)
@@ -143,6 +144,7 @@ def test_broken_config_and_out_of_memory_are_recorded_and_the_rest_completes(tmp
     assert "less than one step" in Store(spec.store).get(by_g[(2, 100)]).error
 
     # 3. The backoff doubles: 0.3 s, then 0.6 s between G=4's attempts.
-    times = [json.loads(line)["t"] for line in open(log_path) if json.loads(line)["G"] == 4]
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    times = [line["t"] for line in lines if line["G"] == 4]
     assert len(times) == 3
     assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.6

@@ -1,4 +1,5 @@
-"""A sweep on a two-node Ray cluster on this machine: runs land on both nodes, the token stays secret."""
+"""A sweep on a two-node Ray cluster on this machine: runs land on both nodes; the token stays
+secret."""
 
 import subprocess
 import sys
@@ -11,7 +12,6 @@ pytest.importorskip("torch")
 
 from cluster.local_cluster import LocalCluster  # noqa: E402
 from cluster.spec import load_spec, plan  # noqa: E402
-from cluster.sweep import run_sweep  # noqa: E402
 from results.store import Store  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "austen.txt"

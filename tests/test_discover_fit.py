@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from discover.fit import FitConvergenceWarning, _problem, fit_law
+from discover.fit import FitConvergenceWarning, IdentifiabilityWarning, _problem, fit_law
 from discover.laws import get_law, law_from_expr
 from results.errors import InputError
 
@@ -62,7 +62,8 @@ def test_same_seed_same_fit():
 
 def test_planted_moe_joint_recovered():
     law = get_law("moe_joint")
-    fit = fit_law(law, moe_table(), n_starts=4096, n_polish=8, seed=0)
+    with pytest.warns(IdentifiabilityWarning, match="b and beta are correlated"):
+        fit = fit_law(law, moe_table(), n_starts=4096, n_polish=8, seed=0)  # D spans only 5x
     assert fit.converged, fit.message
     errors = {k: abs(fit.params[k] / v - 1) for k, v in law.reference.items()}
     assert max(errors.values()) < 0.01, errors
@@ -149,3 +150,18 @@ def test_epoch_chinchilla_fit_is_sane():
     assert fit.converged, fit.message
     assert 1.7 < fit.params["L0"] < 2.0 and 0.3 < fit.params["alpha"] < 0.4
     assert fit.metrics(table)["r2"] > 0.9
+
+
+def test_leave_the_largest_out_scores_each_scale():
+    from discover.metrics import leave_largest_out
+
+    table = chinchilla_table(n=120)
+    table["N"] = 10 ** (np.round(2 * np.log10(table["N"])) / 2)  # 7 sizes: 1e7, 10^7.5 .. 1e10
+    table["loss"] = 1.69 + 406.4 / table["N"] ** 0.34 + 410.7 / table["D"] ** 0.28
+    folds = leave_largest_out(table, "N", lambda rows: fit_law(get_law("chinchilla"), rows,
+                                                               n_starts=256), folds=2)  # fmt: skip
+    np.testing.assert_allclose(folds["held_out"], [1e10, 10**9.5])
+    assert (folds["n_fit"] + folds["n_test"]).tolist()[0] == len(table)
+    assert (folds["r2"] > 1 - 1e-8).all()
+    with pytest.raises(InputError, match="needs at least 8"):
+        leave_largest_out(table, "N", None, folds=7)

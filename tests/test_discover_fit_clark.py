@@ -5,8 +5,8 @@ squares: on log L for Clark's law (its natural, log-linear scale) and on L itsel
 four-constant law. The Huber fit of log L is given beside them.
 """
 
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -1,0 +1,46 @@
+"""`moelaw fit` and `moelaw compare` objective and bootstrap options: thin layers over fit_law."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster.cli import main
+
+TRUE = dict(L0=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
+
+
+@pytest.fixture()
+def csv(tmp_path):
+    rng = np.random.default_rng(0)
+    N, D = 10 ** rng.uniform(7, 10, 80), 10 ** rng.uniform(9, 12, 80)
+    loss = TRUE["L0"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"N": N, "D": D, "loss": loss * np.exp(0.01 * rng.standard_normal(80))}).to_csv(
+        path, index=False
+    )
+    return str(path)
+
+
+def test_fit_with_bootstrap_prints_intervals(csv, capsys):
+    assert main(["fit", "--data", csv, "--law", "chinchilla", "--bootstrap", "40", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["laws"][0]
+    rows = {row["constant"]: row for row in report["intervals"]}
+    assert set(rows) == set(TRUE)
+    for name, row in rows.items():
+        assert row["lo"] <= report["params"][name] <= row["hi"]
+        assert row["se"] > 0 and row["n_ok"] == 40
+    assert main(["fit", "--data", csv, "--law", "chinchilla", "--bootstrap", "20"]) == 0
+    assert "95% interval" in capsys.readouterr().out
+
+
+def test_loss_and_residual_options_reach_the_fit(csv, capsys):
+    args = ["fit", "--data", csv, "--law", "chinchilla", "--json"]
+    assert main([*args, "--loss", "squared", "--residual", "linear"]) == 0
+    squared = json.loads(capsys.readouterr().out)["laws"][0]["params"]
+    assert main(args) == 0
+    huber = json.loads(capsys.readouterr().out)["laws"][0]["params"]
+    assert squared["beta"] != pytest.approx(huber["beta"], rel=1e-6)
+    assert main(["compare", "--data", csv, "--laws", "chinchilla", "--loss", "absolute"]) == 0
+    assert "chinchilla" in capsys.readouterr().out
