@@ -142,7 +142,9 @@ def propose(
     score = np.where(affordable, gain / cost, -np.inf)
     best = int(np.argmax(score))
 
-    # 3. The bootstrap spread at the target, for the record.
+    # 3. The bootstrap spread at the target, for the record (skipped with n_boot=0).
+    if n_boot == 0:
+        return Proposal(best, float(score[best]), math.nan)
     fits = bootstrap(model, X, y, n_boot, np.random.default_rng(seed), full=full)
     at_target = np.array([model.predict(p, target[None, :])[0] for p in fits])
     return Proposal(best, float(score[best]), float(at_target.std()))
@@ -213,6 +215,8 @@ def simulate(
 ) -> dict:
     """Adaptive design against the full grid on a planted Chinchilla law with instant "runs".
 
+    The bootstrap report is skipped here (n_boot=0): it does not change the choices.
+
     Truth L = 1.69 + 406.4·N^-0.34 + 410.7·D^-0.28 (Hoffmann et al.'s fit), measured with
     multiplicative Gaussian noise of sd ``noise`` (the run-to-run spread of seeds). The grid is
     ``per_axis`` × ``per_axis`` points, N 10^6-10^8, D 10^8-10^10, each trained once; the target
@@ -247,7 +251,7 @@ def simulate(
         grid_err.append(error(list(range(len(grid))), measured))
         done, _ = run_adaptive(lambda i: measured[i], candidates, cost, target,  # noqa: B023
                                max(fractions) * grid_cost, initial, model=model,
-                               noise_sd=noise)  # fmt: skip
+                               noise_sd=noise, n_boot=0)  # fmt: skip
         spent = np.cumsum(cost[done])
         curves.append([error(done[: int(np.searchsorted(spent, f * grid_cost, "right"))], measured)
                        for f in fractions])  # fmt: skip
@@ -293,8 +297,8 @@ def adaptive_sweep(spec, *, store=None, model=None, seed: int = 0, **sweep_optio
     design resumes where it was. Each step is a :func:`cluster.sweep.run_sweep` of one run;
     ``sweep_options`` go to it (address, workers, ...).
 
-    Returns a dict: runs trained by this call, FLOPs spent in all, the runs of the design, and the
-    bootstrap standard deviation of the target's prediction before each proposal.
+    Returns a dict: runs trained by this call, FLOPs spent in all, and the run ids of the design
+    in the order they were chosen.
     """
     from cluster.spec import plan
     from cluster.sweep import order_runs, run_sweep
@@ -309,7 +313,7 @@ def adaptive_sweep(spec, *, store=None, model=None, seed: int = 0, **sweep_optio
     X = np.array([[p.achieved["N"], p.run_config.train.tokens] for p in pool], dtype=float)
     target = np.array([design["target"]["N"], design["target"]["D"]])
     ids = [p.run_id for p in pool]
-    history = {"trained": 0, "target_sd": []}
+    history = {"trained": 0}
 
     def measure(i: int) -> float:
         if ids[i] not in store.ids():
@@ -326,8 +330,12 @@ def adaptive_sweep(spec, *, store=None, model=None, seed: int = 0, **sweep_optio
     extra = order_runs(cheap, "informative")[: max(0, design["initial"] - len(stored))]
     initial = stored + [ids.index(p.run_id) for p in extra]
 
-    # 2. Proposals until the budget is spent.
-    done, spent = run_adaptive(measure, X, cost, target, design["budget_flops"], initial,
-                               model=model, n_boot=design["bootstrap"], seed=seed,
-                               noise_sd=design.get("noise_sd"))  # fmt: skip
+    # 2. Proposals until the budget is spent, all in one Ray session.
+    from cluster.sweep import ray_session
+
+    options = {k: sweep_options.get(k) for k in ("address", "workers")}
+    with ray_session(options["address"], options["workers"]):
+        done, spent = run_adaptive(measure, X, cost, target, design["budget_flops"], initial,
+                                   model=model, n_boot=design["bootstrap"], seed=seed,
+                                   noise_sd=design.get("noise_sd"))  # fmt: skip
     return {"trained": history["trained"], "flops": spent, "runs": [ids[i] for i in done]}

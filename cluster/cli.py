@@ -75,6 +75,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(todo)} of {len(plan(spec))} runs to train into {store.path}")
         return 0
 
+    if spec.adaptive is not None:
+        return _adaptive_sweep(spec, store, args)
+
     bar = _progress_bar(len(pending_runs(spec, store)), args.quiet)
     counts = {"running": 0, "failed": 0}
 
@@ -102,6 +105,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         bar.close()
     _print_summary(spec, summary, store)
     return 1 if summary.failed else 0
+
+
+def _adaptive_sweep(spec, store, args) -> int:
+    """A spec with an [adaptive] table: train what the design picks, within its FLOPs budget."""
+    from cluster.adaptive import adaptive_sweep
+
+    result = adaptive_sweep(spec, store=store, address=args.address, workers=args.workers)
+    budget = spec.adaptive["budget_flops"]
+    print(
+        f"adaptive sweep '{spec.name}': {len(result['runs'])} runs in the design "
+        f"({result['trained']} trained now), {result['flops']:.3g} of {budget:.3g} FLOPs; "
+        f"store: {store.path}"
+    )
+    return 0
 
 
 def _print_summary(spec, summary, store) -> None:

@@ -131,6 +131,7 @@ def execute(
     extra: dict | None = None,
     checkpoint_dir: str | None = None,
     data: dict[str, bytes] | None = None,
+    remove_checkpoint: bool = False,
 ) -> RunRecord:
     """Train one configuration and return its record (status "ok" or "failed").
 
@@ -153,6 +154,9 @@ def execute(
     data : dict of str to bytes, optional
         The bytes of the run's data files by file name, for workers that do not share the
         driver's disk: they are written to a local cache folder and the run reads them there.
+    remove_checkpoint : bool
+        Remove ``checkpoint_dir`` once the run has succeeded (on a cluster, where the driver
+        cannot reach the worker's disk); locally the driver removes it after storing the record.
     """
     from trainer.config import RunConfig
     from trainer.train import train
@@ -186,6 +190,10 @@ def execute(
             extra={**extra, "failure": kind},
         )
 
+    if remove_checkpoint and checkpoint_dir:
+        import shutil
+
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     factors = {k: float(v) for k, v in result.factors.items()}
     counts = {f"count_{k}": float(v) for k, v in result.counts.items()}
     return RunRecord(

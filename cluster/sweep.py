@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     A local instance listens on 127.0.0.1 only: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps Ray
     from rewriting the loopback address to the machine's primary one, and the node address is
     pinned. The variable is set in this process's environment so that Ray's child processes
-    inherit it.
+    inherit it. Inside another ``ray_session`` this does nothing: the outer one stays open.
     """
     try:
         import ray
@@ -86,6 +87,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             "install it with pip install 'moelaw[cluster]'."
         ) from None
 
+    if ray.is_initialized():  # an enclosing session (the adaptive design's) stays open
+        yield
+        return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     _sync_loopback_flag()
     if address is None:
@@ -325,6 +329,7 @@ class _Loop:
         self.resources = spec.resources or Resources()
         self.task = ray.remote(executor)
         self.data = ray.put(_data_blob(spec)) if address else None
+        self.remote_disk = address is not None
 
     def run(self, todo, max_retries, max_concurrent, checkpoints) -> None:
         schedule = self.spec.schedule
@@ -365,10 +370,20 @@ class _Loop:
             extra=_targets(p),
             checkpoint_dir=str(folder) if folder else None,
             data=self.data,
+            **({"remove_checkpoint": True} if self.remote_disk and folder else {}),
         )
 
     def _checkpoint_dir(self, p: PlannedRun) -> Path | None:
-        return self.store.path / "checkpoints" / p.run_id if self.checkpoints else None
+        """Under the store locally; on a cluster, in the worker's temp folder (no shared disk).
+
+        On a cluster a retry on the same node resumes; on another node it starts afresh, and the
+        worker removes its checkpoint itself once the run is done.
+        """
+        if not self.checkpoints:
+            return None
+        if self.remote_disk:
+            return Path(tempfile.gettempdir()) / "moelaw-checkpoints" / p.run_id
+        return self.store.path / "checkpoints" / p.run_id
 
     def _next_wake(self, waiting: list[_Attempt], running: dict) -> float | None:
         """Seconds to wait for a result: until the next backoff ends, or 1 s at most."""
@@ -406,7 +421,7 @@ class _Loop:
             self.summary.done += 1
             self.summary.run_time_s += record.wall_time_s
             folder = self._checkpoint_dir(p)
-            if folder is not None:
+            if folder is not None and not self.remote_disk:
                 shutil.rmtree(folder, ignore_errors=True)
         else:
             self.summary.failed[p.run_id] = record.error.splitlines()[0]

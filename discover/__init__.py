@@ -35,10 +35,11 @@ The jobs behind the command-line program (load, split, fit or discover, score, s
 
 from discover.data import check_table, load_table
 from discover.export import export_law
-from discover.fit import FitConvergenceWarning, FitResult, fit_law
+from discover.fit import FitConvergenceWarning, FitResult, IdentifiabilityWarning, fit_law
 from discover.formula import FACTORS, parse_formula, symbol
+from discover.groups import fit_grouped
 from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
-from discover.metrics import extrapolation_split, mape, r2, rmse, scores
+from discover.metrics import extrapolation_split, leave_largest_out, mape, r2, rmse, scores
 from discover.optima import optimum
 from discover.pipeline import DiscoveryResult, discover_law
 
@@ -49,14 +50,17 @@ __all__ = [
     "DiscoveryResult",
     "FitConvergenceWarning",
     "FitResult",
+    "IdentifiabilityWarning",
     "Law",
     "check_table",
     "discover_law",
     "export_law",
     "extrapolation_split",
+    "fit_grouped",
     "fit_law",
     "get_law",
     "law_from_expr",
+    "leave_largest_out",
     "load_table",
     "mape",
     "optimum",

@@ -1,11 +1,10 @@
 """Fit the constants of a scaling law: a vectorised global search, then gradient polishing.
 
-The objective is the sum over runs of a loss of the log-space residual
+The objective is the sum over runs of a loss of the residual
 
     r_i = log L(x_i; theta) - log y_i,    objective = sum_i w_i * rho(r_i)
 
-(``residual="linear"`` uses ``r_i = L(x_i; theta) - y_i`` instead)
-with ``rho`` one of (``loss=``):
+(``residual="linear"`` uses ``r_i = L(x_i; theta) - y_i``), with ``rho`` one of (``loss=``):
 
 - ``"huber"`` (default): ``r^2/2`` for ``|r| <= delta``, ``delta (|r| - delta/2)`` beyond, as in
   Hoffmann et al. 2022 and Besiroglu et al. 2024;
@@ -13,23 +12,26 @@ with ``rho`` one of (``loss=``):
 - ``"absolute"``: ``|r|``, rounded off inside ``|r| <= 1e-9`` (``r^2/2e-9 + 5e-10``) so that its
   gradient exists everywhere;
 - ``"asymmetric"``: ``kappa r^2/2`` for ``r > 0`` (the law over-predicts the loss) and ``r^2/2``
-  otherwise, ``kappa = asymmetry`` (default 4): over-prediction costs ``kappa`` times as much.
+  otherwise, ``kappa = asymmetry`` (default 4): over-prediction costs ``kappa`` times as much,
+  so the law settles below the bulk of the points (the ``1/(1 + kappa)`` expectile; Newey and
+  Powell 1987).
 
 ``reduction="mean"`` divides the objective by the sum of weights. The optimiser works on the
 objective divided by its value at the starting point, so summed and averaged objectives stop at
 the same optimum (the early stop that an averaged objective caused in published fits cannot
-happen here).
-Steps:
+happen here). Steps:
 
 1. Draw ``n_starts`` points of a scrambled Sobol sequence inside the constants' bounds (log space
-for
-   ``positive`` constants) and evaluate the objective at all of them in one numpy computation:
-   constants shaped (n_starts, 1) broadcast against input columns shaped (1, n_rows).
-2. Polish the ``n_polish`` best points with L-BFGS-B, using the analytic gradient of the law (sympy
-   derivatives, lambdified) in the same transformed coordinates and bounds.
-3. Pass every polished result through :func:`_check_convergence`; keep the lowest objective; warn
-   with :class:`FitConvergenceWarning` if it did not converge.
-4. Check that the data identify every constant (:func:`discover.identify.identifiability`); warn
+   for ``positive`` constants) and evaluate the objective at all of them in one numpy
+   computation: constants shaped (n_starts, 1) broadcast against input columns (1, n_rows).
+2. Give the best ``8 n_polish`` points a short L-BFGS-B polish and the best ``n_polish`` of those
+   a full one, using the analytic gradient of the law (sympy derivatives, lambdified) in the same
+   transformed coordinates and bounds.
+3. Finish every polished point with Levenberg-Marquardt steps (:mod:`discover.lm`), which reach
+   the exact minimum where L-BFGS-B's stopping rule leaves a small-residual fit short of it.
+4. Pass every result through :func:`_check_convergence`; keep the lowest objective; warn with
+   :class:`FitConvergenceWarning` if it did not converge.
+5. Check that the data identify every constant (:func:`discover.identify.identifiability`); warn
    with :class:`IdentifiabilityWarning` naming flat directions and strongly correlated pairs.
 
 Bootstrap intervals of every constant: :meth:`FitResult.bootstrap` (see :mod:`discover.bootstrap`).

@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from discover.candidates import Candidate, Form, prepare_candidates
-from discover.fit import FitResult, fit_law
+from discover.fit import FitResult, fit_law, one_blas_thread
 from discover.formula import FACTORS
 from discover.laws import Bounds, law_from_expr
 from discover.metrics import r2
@@ -182,7 +181,7 @@ def discover_law(
     # 4. Re-fit each form on the inner-fit rows, score on the inner holdout
     tick = time.perf_counter()
     refit = dict(n_starts=n_starts, n_polish=n_polish, maxiter=refit_maxiter)
-    with _one_blas_thread():
+    with one_blas_thread():
         rows = [_score(i, form, fit_rows, held_rows, target, refit) for i, form in enumerate(forms)]
     rows = [row for row in rows if row is not None]
     timings["refit"] = time.perf_counter() - tick
@@ -198,7 +197,7 @@ def discover_law(
 
     # 6. Re-fit the chosen form on every row given
     tick = time.perf_counter()
-    with _one_blas_thread():
+    with one_blas_thread():
         best = _fit(chosen["law"], data, target, dict(refit, maxiter=4 * refit_maxiter),
                     chosen["fit"].params)  # fmt: skip
     timings["final"] = time.perf_counter() - tick
@@ -310,20 +309,6 @@ def _run_engines_ray(data, target, inputs, seeds, options, n_jobs) -> list[Candi
     finally:
         if started:
             ray.shutdown()
-
-
-def _one_blas_thread():
-    """Context that limits BLAS/OpenMP pools to one thread, if threadpoolctl is installed.
-
-    The re-fits are thousands of tiny L-BFGS-B steps; with OpenBLAS threads spinning on a busy
-    machine each step took 5 ms instead of 0.2 ms (measured: 11 s against 0.5 s for one re-fit on
-    2 shared cores). threadpoolctl comes with scikit-learn, which pyoperon needs.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
 
 
 def _bounds(values: dict[str, float]) -> dict[str, Bounds]:

@@ -105,6 +105,12 @@ def split(
     Rows above the ``1 - fraction`` quantile are held out, so runs that share the largest value
     stay together. With ``threshold``, the rows whose ``factor`` exceeds it are held out instead.
     """
+    if factor in table.columns and len(table) and table[factor].nunique() < 2:
+        raise InputError(
+            f"cannot hold out the largest runs by {factor}: all {len(table)} row(s) have "
+            f"{factor}={table[factor].iloc[0]:.4g}; add runs of other sizes, or hold out by "
+            "another factor with --holdout-factor"
+        )
     if threshold is not None:
         return extrapolation_split(table, factor, threshold=threshold)
     if not 0 < fraction < 1:

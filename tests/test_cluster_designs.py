@@ -186,3 +186,44 @@ def test_adaptive_design_stays_in_budget_and_recovers_a_planted_law():
     fit = model.fit(grid[done], losses[done])
     predicted = model.predict(fit, target[None, :])[0]
     assert predicted == pytest.approx(model.predict(truth, target[None, :])[0], rel=1e-3)
+
+
+def test_adaptive_sweep_spends_its_budget_on_ray_and_resumes(tmp_path):
+    pytest.importorskip("ray")
+    from cluster.adaptive import adaptive_sweep
+    from results.schema import RunRecord
+
+    def planted(run_config, run_id, source, achieved, **kwargs):
+        N, D = float(achieved["N"]), float(run_config["train"]["tokens"])
+        return RunRecord(
+            run_id=run_id, source=source, status="ok", N=N, Na=float(achieved["Na"]), D=D,
+            G=float(achieved["G"]), S=float(achieved["S"]), E=float(achieved["E"]),
+            loss=1.69 + 406.4 * N**-0.34 + 410.7 * D**-0.28, seed=0, wall_time_s=0.0,
+            config=run_config, architecture={}, curve=[],
+        )  # fmt: skip
+
+    grid = {"N": [2.0e5, 4.0e5, 8.0e5], "D": [1.0e5, 3.0e5, 1.0e6]}
+    pool = plan(parse_spec(_doc(grid=grid), base_dir=tmp_path))
+    budget = 0.6 * sum(p.cost for p in pool)
+    adaptive = {"target": {"N": 8.0e6, "D": 1.0e7}, "budget_flops": budget, "noise_sd": 0.01}
+    doc = {**_doc(grid=grid, adaptive=adaptive), "store": str(tmp_path / "store")}
+    spec = parse_spec(doc, base_dir=tmp_path)
+
+    first = adaptive_sweep(spec, workers=1, executor=planted, checkpoints=False)
+    stored = Store(spec.store, create=False).ids()
+    assert 6 < len(first["runs"]) < 9 and first["trained"] == len(first["runs"])
+    assert set(first["runs"]) == stored and first["flops"] <= budget
+    again = adaptive_sweep(spec, workers=1, executor=planted, checkpoints=False)
+    assert again["trained"] == 0 and set(again["runs"]) == stored
+
+
+def test_bad_adaptive_table_is_refused(tmp_path):
+    for table, words in [
+        ({"target": {"N": 1e7}, "budget_flops": 1e15}, ["target must be"]),
+        ({"target": {"N": 1e7, "D": 1e8}, "budget_flops": -1}, ["budget_flops", "positive"]),
+        ({"target": {"N": 1e7, "D": 1e8}, "budget_flops": 1e15, "initial": 3}, ["at least 6"]),
+    ]:
+        with pytest.raises(InputError) as err:
+            parse_spec(_doc(adaptive=table), base_dir=tmp_path)
+        for word in words:
+            assert word in str(err.value)

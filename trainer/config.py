@@ -181,7 +181,9 @@ class TrainConfig:
 
     Attributes:
         tokens: training tokens D; the run takes tokens // (batch_size * seq_len) steps.
-        data: text files (paths) read as bytes; the last ``val_fraction`` of each is held out.
+        data: paths of text files (read as bytes) or memory-mapped token arrays (``.npy`` uint8
+            or uint16, ``.bin`` raw uint16; see ``trainer/data.py``); the last ``val_fraction``
+            of each is held out.
         batch_size: sequences per optimiser step.
         lr: peak learning rate of AdamW.
         warmup_frac: fraction of steps spent warming up linearly from 0 to ``lr``.

@@ -12,6 +12,12 @@ Switch-style load-balancing loss.
 
 Gates: the K selected softmax probabilities, used as they are by default, or renormalised to sum
 to one with ``ModelConfig.renormalize_gates`` (see that field for why the default is raw).
+
+Dispatch is dropless: the N·K token-expert slots are sorted by expert (stable, so the order is
+deterministic), every expert runs on its contiguous segment (one grouped matmul per projection,
+or a loop over experts), and the gated outputs are added back into their tokens. No padding
+slot exists, so nothing uninitialised can reach a result. An optional mask marks right padding,
+which the balance loss, the z-loss and the routing counts leave out.
 """
 
 from __future__ import annotations
