@@ -73,7 +73,9 @@ The format, with every section optional except ``name``, ``data`` and at least o
     worker_retries = 2           # Ray's own immediate retries of a task whose worker died
 
 Points that come out identical (for instance the base itself, reached from ``grid`` and from
-``oat``) are trained once. Replicates are ``seeds``: every point is trained once per seed.
+``oat``) are trained once. Replicates are ``seeds``: every point is trained once per seed. A
+``[space_filling]`` sample replaces the bounded keys of each base; a base with neither grid nor
+oat is then represented by its samples only.
 """
 
 from __future__ import annotations

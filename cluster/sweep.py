@@ -205,10 +205,12 @@ def _maximin(runs: list[PlannedRun]) -> list[PlannedRun]:
     return [runs[i] for i in chosen]
 
 
-def pending_runs(spec: SweepSpec, store: Store, *, retry_failed: bool = True) -> list[PlannedRun]:
-    """The planned runs of ``spec`` that ``store`` does not hold yet, in the spec's order."""
+def pending_runs(
+    spec: SweepSpec, store: Store, *, retry_failed: bool = True, planned: list | None = None
+) -> list[PlannedRun]:
+    """The planned runs of ``spec`` (or ``planned``) not in ``store`` yet, in the spec's order."""
     done = store.ids(status="ok") if retry_failed else store.ids(status=None)
-    todo = [p for p in plan(spec) if p.run_id not in done]
+    todo = [p for p in (plan(spec) if planned is None else planned) if p.run_id not in done]
     return order_runs(todo, spec.schedule.order)
 
 
@@ -301,7 +303,7 @@ def run_sweep(
         raise InputError(f"max_concurrent is {max_concurrent}; it must be at least 1.")
     planned = plan(spec)  # refuses a bad spec before anything is created
     store = store if isinstance(store, Store) else Store(store or spec.store, create=True)
-    todo = pending_runs(spec, store, retry_failed=retry_failed)
+    todo = pending_runs(spec, store, retry_failed=retry_failed, planned=planned)
     if only is not None:
         planned = [p for p in planned if p.run_id in only]
         todo = [p for p in todo if p.run_id in only]
