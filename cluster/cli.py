@@ -65,20 +65,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from results.store import Store
 
     spec = load_spec(args.spec)
-    plan(spec)  # refuse a bad spec before the store is created
-    store = Store(args.store or spec.store, create=True)
-    if args.dry_run:
-        todo = {p.run_id for p in pending_runs(spec, store)}
-        for p in plan(spec):
-            state = "todo" if p.run_id in todo else "stored"
+    planned = plan(spec)  # refuse a bad spec before the store is created
+    store_path = Path(args.store or spec.store)
+    if args.dry_run:  # writes nothing, not even an empty store
+        stored = Store(store_path, create=False).ids() if store_path.exists() else set()
+        for p in planned:
+            state = "stored" if p.run_id in stored else "todo"
             print(f"{p.run_id}  {state:6s}  seed={p.seed}  {describe(p.point)}")
-        print(f"{len(todo)} of {len(plan(spec))} runs to train into {store.path}")
+        todo = sum(p.run_id not in stored for p in planned)
+        print(f"{todo} of {len(planned)} runs to train into {store_path}")
         return 0
+    store = Store(store_path, create=True)
 
     if spec.adaptive is not None:
         return _adaptive_sweep(spec, store, args)
 
-    bar = _progress_bar(len(pending_runs(spec, store)), args.quiet)
+    bar = _progress_bar(len(pending_runs(spec, store, planned=planned)), args.quiet)
     counts = {"running": 0, "failed": 0}
 
     def on_update(event, planned, record):

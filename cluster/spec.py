@@ -1,7 +1,7 @@
 """Sweep specifications: a TOML file that lists the training runs of a study.
 
 A spec names factor targets and training settings; :func:`load_spec` reads and checks it and
-:func:`expand` turns it into concrete runs (a :class:`trainer.config.RunConfig` and a run id each)
+:func:`plan` turns it into concrete runs (a :class:`trainer.config.RunConfig` and a run id each)
 before anything trains, so an unknown key or an impossible combination stops the sweep at once.
 
 The format, with every section optional except ``name``, ``data`` and at least one point::
@@ -509,6 +509,27 @@ def _factor_targets(point: Mapping[str, Any], where: str) -> tuple[float, float]
     return n_total, float(point["Na"])
 
 
+INTEGER_KEYS = ("G", "d_model", "n_layers", "n_heads", "seq_len", "batch_size", "eval_every",
+                "eval_tokens")  # fmt: skip
+
+
+def _check_integers(point: Mapping[str, Any], where: str) -> None:
+    for key in INTEGER_KEYS:
+        value = point.get(key)
+        if value is not None and float(value) != int(value):
+            raise InputError(f"{where}: '{key}' must be a whole number, got {value!r}.")
+
+
+def _check_tokens(point: Mapping[str, Any], where: str) -> None:
+    """D must cover at least one optimizer step of batch_size sequences of seq_len tokens."""
+    step = int(point["batch_size"]) * int(point["seq_len"])
+    if not point["D"] >= step:
+        raise InputError(
+            f"{where}: D={point['D']:g} training tokens is less than one step of "
+            f"batch_size x seq_len = {step} tokens; raise D or lower batch_size / seq_len."
+        )
+
+
 def describe(point: Mapping[str, Any]) -> str:
     """A short description of a point's factors, for messages and progress lines."""
     keys = [k for k in FACTOR_KEYS if k in point]
@@ -524,6 +545,8 @@ def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedR
     where = f"point ({describe(point)})"
     if "D" not in point:
         raise InputError(f"{where}: no D (training tokens); set D in [defaults].")
+    _check_integers(point, where)
+    _check_tokens(point, where)
     n_total, n_active = _factor_targets(point, where)
 
     # 1. The architecture that realises the factor targets.

@@ -126,3 +126,27 @@ def test_unsafe_formula_is_refused(tmp_path, capsys):
 def test_export_of_a_missing_result(tmp_path, capsys):
     code, err = _run(capsys, ["export", str(tmp_path / "discovery.json"), "--out", str(tmp_path)])
     _assert_one_line(code, err, "moelaw discover")
+
+
+@pytest.mark.parametrize(
+    ("defaults", "words"),
+    [
+        ("N = 1e5\nNa_ratio = 0.4\nD = 2e4\nG = 2.5", ["'G'", "whole number", "2.5"]),
+        ("N = 1e5\nNa_ratio = 0.4\nD = 100", ["D=100", "one step"]),
+        ("N = 1e5\nNa_ratio = 0.4\nD = -2e4", ["D=-20000", "one step"]),
+    ],
+)
+def test_spec_values_that_cannot_train_are_refused_by_their_spec_key(
+    tmp_path, capsys, defaults, words
+):
+    spec = _write_spec(tmp_path, defaults)
+    code, err = _run(capsys, ["sweep", str(spec), "--dry-run"])
+    _assert_one_line(code, err, *words)
+    assert not (tmp_path / "store").exists()
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    spec = _write_spec(tmp_path, "N = 1e5\nNa_ratio = 0.4\nD = 2e4")
+    assert main(["sweep", str(spec), "--dry-run"]) == 0
+    assert "1 of 1 runs to train" in capsys.readouterr().out
+    assert not (tmp_path / "store").exists()
