@@ -107,41 +107,46 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_broken_config_and_out_of_memory_are_recorded_and_the_rest_completes(tmp_path):
-    # G=4 always runs out of memory, G=1 only on its first attempt; D=100 is less than one step.
-    spec = _spec(tmp_path, tokens=2.0e4, extra="[oat]\nG = [1, 4]\nD = [100]\n")
-    by_g = {(p.point["G"], p.point["D"]): p.run_id for p in plan(spec)}
+    # G=4 always runs out of memory, G=1 only on its first attempt; the S=0.5 run's configuration
+    # is refused inside its task (an InputError raised where training starts).
+    spec = _spec(tmp_path, tokens=2.0e4, extra="[oat]\nG = [1, 4]\nS = [0.5]\n")
+    key = {(p.point["G"], p.point["S"]): p.run_id for p in plan(spec)}
+    broken = key[(2, 0.5)]
     log_path = tmp_path / "attempts.jsonl"
 
     from cluster.runner import execute
+    from results.errors import InputError
 
     def flaky(run_config, run_id, *args, **kwargs):
         top_k = run_config["model"]["top_k"]
         with open(log_path, "a") as f:
             f.write(json.dumps({"G": top_k, "t": time.time()}) + "\n")
         attempts = sum(json.loads(line)["G"] == top_k for line in log_path.read_text().splitlines())
+        if run_config["model"]["n_shared"] > 0:
+            raise InputError("simulated: this configuration cannot be trained")
         if top_k == 4 or (top_k == 1 and attempts == 1):
             raise MemoryError(f"simulated: out of memory at G={top_k}")
         return execute(run_config, run_id, *args, **kwargs)
 
     summary = run_sweep(spec, workers=2, executor=flaky)
 
-    # 1. Counts: the base and G=1 (second attempt) trained, G=4 and D=100 failed.
+    # 1. Counts: the base and G=1 (second attempt) trained, G=4 and the broken run failed.
     assert summary.done == 2
-    assert set(summary.failed) == {by_g[(4, 2.0e4)], by_g[(2, 100)]}
-    assert summary.failed[by_g[(4, 2.0e4)]].startswith("[oom] RayTaskError")
-    assert summary.failed[by_g[(2, 100)]].startswith("[config_error] InputError")
+    assert set(summary.failed) == {key[(4, 0.0)], broken}
+    assert summary.failed[key[(4, 0.0)]].startswith("[oom] RayTaskError")
+    assert summary.failed[broken].startswith("[config_error]")
     assert summary.retried == 3  # G=1 once, G=4 twice
 
     # 2. The store holds each run once, with its class and attempts.
     runs = Store(spec.store, create=False).runs(status=None).set_index("run_id")
     assert len(runs) == 4
-    assert runs.loc[by_g[(4, 2.0e4)], "extra_failure"] == "oom"
-    assert runs.loc[by_g[(4, 2.0e4)], "extra_driver_attempts"] == 3
-    assert runs.loc[by_g[(2, 100)], "extra_failure"] == "config_error"
-    assert runs.loc[by_g[(2, 100)], "extra_driver_attempts"] == 1
-    assert runs.loc[by_g[(1, 2.0e4)], "status"] == "ok"
-    assert runs.loc[by_g[(1, 2.0e4)], "extra_driver_attempts"] == 2
-    assert "less than one step" in Store(spec.store).get(by_g[(2, 100)]).error
+    assert runs.loc[key[(4, 0.0)], "extra_failure"] == "oom"
+    assert runs.loc[key[(4, 0.0)], "extra_driver_attempts"] == 3
+    assert runs.loc[broken, "extra_failure"] == "config_error"
+    assert runs.loc[broken, "extra_driver_attempts"] == 1
+    assert runs.loc[key[(1, 0.0)], "status"] == "ok"
+    assert runs.loc[key[(1, 0.0)], "extra_driver_attempts"] == 2
+    assert "cannot be trained" in Store(spec.store).get(broken).error
 
     # 3. The backoff doubles: 0.3 s, then 0.6 s between G=4's attempts.
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
