@@ -84,7 +84,7 @@ def _checkpoint_step(folder: Path) -> int:
     import torch
 
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
     except Exception:  # an unreadable checkpoint is ignored by the trainer as well
         return 0
 
@@ -208,9 +208,20 @@ def execute(
         architecture=_architecture(run.model),
         curve=list(result.curve),
         extra={
+            **_scalars(getattr(result, "extra", {})),
             **counts,
             "tokens_per_s": float(result.tokens_per_s),
             "steps": int(result.steps),
             **extra,
         },
     )
+
+
+def _scalars(values: dict) -> dict:
+    """The finite numbers, booleans and strings of a training result's extra fields (routing
+    statistics, FLOPs, device), as a stored record can hold them."""
+    kept = {}
+    for key, value in values.items():
+        if isinstance(value, bool | str) or isinstance(value, int | float) and math.isfinite(value):
+            kept[key] = value
+    return kept

@@ -303,6 +303,7 @@ def run_sweep(
         raise InputError(f"max_concurrent is {max_concurrent}; it must be at least 1.")
     planned = plan(spec)  # refuses a bad spec before anything is created
     store = store if isinstance(store, Store) else Store(store or spec.store, create=True)
+    store.check_writable()  # a read-only store fails here, before Ray starts or anything trains
     todo = pending_runs(spec, store, retry_failed=retry_failed, planned=planned)
     if only is not None:
         planned = [p for p in planned if p.run_id in only]

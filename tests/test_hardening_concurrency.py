@@ -136,12 +136,6 @@ SWEEP_INTO_READ_ONLY = """
 """
 
 
-@pytest.mark.xfail(
-    reason="cluster/sweep.py run_sweep opens the store and starts Ray without checking it is "
-    "writable, so a read-only store fails only when the first result lands; fix: call "
-    "store.check_writable() before ray_session() in run_sweep",
-    strict=True,
-)
 @pytest.mark.skipif(not CORPUS.is_file(), reason="needs ../shared/corpus/austen.txt")
 def test_a_sweep_into_a_read_only_store_fails_before_training(tmp_path):
     _needs_a_user_chmod_stops()

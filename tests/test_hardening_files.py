@@ -78,11 +78,6 @@ def test_no_package_module_unpickles_or_evaluates_text():
     assert not findings, "\n".join(findings)
 
 
-@pytest.mark.xfail(
-    reason="cluster/runner.py _checkpoint_step calls torch.load(..., weights_only=False); "
-    "fix: pass weights_only=True (the trainer's own checkpoints load that way)",
-    strict=True,
-)
 def test_every_torch_load_uses_weights_only():
     loads = [(name, call) for name, text in _sources() for call in _calls(text, "torch.load")]
     assert loads, "expected the trainer's checkpoint loading"
@@ -100,11 +95,6 @@ class _Payload:
         return (Path.touch, (self.canary,))
 
 
-@pytest.mark.xfail(
-    reason="cluster/runner.py _checkpoint_step unpickles checkpoint.pt with weights_only=False; "
-    "fix: torch.load(path, map_location='cpu', weights_only=True)",
-    strict=True,
-)
 def test_a_hostile_checkpoint_in_a_checkpoint_dir_runs_no_code(tmp_path):
     pytest.importorskip("torch")
     from cluster.runner import _checkpoint_step
