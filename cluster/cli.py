@@ -16,7 +16,6 @@ Errors a user can fix end the program with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
@@ -373,14 +372,10 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moelaw",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Discover joint scaling laws for Mixture-of-Experts language models.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser = functools.partial(  # every subcommand's --help shows its defaults
-        sub.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
 
     p = sub.add_parser("sweep", help="train every configuration of a sweep spec on Ray")
     p.add_argument("spec", help="sweep spec (TOML)")
@@ -426,11 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="fit the reference law and discover a law; print both")
     _add_split_options(p)
     p.add_argument("--inputs", help="comma-separated input columns (default: factors that vary)")
-    p.add_argument("--law", default="moe_joint", help="reference law to compare against")
-    p.add_argument("--max-constants", type=int, default=8, help="most constants a law may have")
+    p.add_argument(
+        "--law", default="moe_joint", help="reference law to compare against (default: moe_joint)"
+    )
+    p.add_argument(
+        "--max-constants", type=int, default=8, help="most constants a law may have (default: 8)"
+    )
     p.add_argument("--seeds", default="0", help="comma-separated search seeds (default 0)")
-    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per search seed")
-    p.add_argument("--out", default="out/discover", help="folder for the result and its exports")
+    p.add_argument(
+        "--time-limit", type=float, default=60.0, help="seconds per search seed (default: 60)"
+    )
+    p.add_argument(
+        "--out",
+        default="out/discover",
+        help="folder for the result and its exports (default: out/discover)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_discover)
 
@@ -474,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="out/discover/discovery.json",
         help="a discovery.json written by `moelaw discover`",
     )
-    p.add_argument("--out", default="out/export", help="folder to write to")
+    p.add_argument("--out", default="out/export", help="folder to write to (default: out/export)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="print a saved discovery: front, chosen law, comparison")
