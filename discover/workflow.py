@@ -623,6 +623,8 @@ def format_outcome(outcome: Outcome) -> str:
         f"{h.get('threshold', float('nan')):.4g} (extrapolation)",
         "",
     ]
+    if len(outcome.laws) > 1:
+        lines += [_metrics_table(outcome.laws), ""]
     for law in outcome.laws:
         mark = "  (chosen)" if law.name == outcome.chosen and outcome.job == "discover" else ""
         lines.append(f"== {law.name}{mark}: {law.n_constants} constants")
@@ -664,6 +666,25 @@ def format_outcome(outcome: Outcome) -> str:
     for note in outcome.notes:
         lines += textwrap.wrap(f"note: {note}", 100, subsequent_indent="      ")
     return "\n".join(lines).rstrip()
+
+
+def _metrics_table(laws: list[LawReport]) -> str:
+    """Laws x metrics: one line per law, the same split for all."""
+    header = (
+        f"{'law':<18}{'consts':>7}{'fit R²':>9}{'fit RMSE':>10}{'held-out R²':>13}"
+        f"{'held-out RMSE':>15}{'G*':>9}{'S*':>9}  converged"
+    )
+    rows = [header]
+    for law in laws:
+        hold = law.holdout or {}
+        g, s = law.optima.get("G*"), law.optima.get("S*")
+        rows.append(
+            f"{law.name:<18}{law.n_constants:>7}{_num(law.fit.get('r2')):>9}"
+            f"{_num(law.fit.get('rmse')):>10}{_num(hold.get('r2')):>13}{_num(hold.get('rmse')):>15}"
+            f"{_num(g) if g is not None else '-':>9}{_num(s) if s is not None else '-':>9}"
+            f"  {'yes' if law.converged else 'no'}"
+        )
+    return "\n".join(rows)
 
 
 def _format_front(front: list[dict], limit: int = 10) -> str:

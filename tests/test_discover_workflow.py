@@ -110,3 +110,18 @@ def test_fit_of_a_formula_string(planted):
     assert law.inputs == ["N", "D"] and law.n_constants == 5
     assert set(law.params) == {"L0", "A", "alpha", "B", "beta"}
     assert law.fit["r2"] > 0.5
+
+
+def test_compare_prints_one_table_of_laws_by_metrics(planted):
+    from discover.workflow import run_compare
+
+    result = run_compare(planted, laws=["moe_joint", "chinchilla"])
+    lines = result.format().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("law "))
+    assert "held-out R²" in lines[header] and "G*" in lines[header]
+    rows = {line.split()[0]: line.split() for line in lines[header + 1 : header + 3]}
+    assert set(rows) == {"moe_joint", "chinchilla"}
+    ref = result.laws[0]
+    assert rows["moe_joint"][1] == "12"
+    assert float(rows["moe_joint"][4]) == pytest.approx(ref.holdout["r2"], abs=1e-4)
+    assert float(rows["moe_joint"][6]) == pytest.approx(ref.optima["G*"], abs=1e-4)
