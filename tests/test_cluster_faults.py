@@ -14,43 +14,19 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("torch")
 
+from tiny import tiny_spec  # noqa: E402
+
 from cluster.runner import classify  # noqa: E402
 from cluster.spec import load_spec, plan  # noqa: E402
 from cluster.sweep import failure_class, run_sweep  # noqa: E402
 from results.errors import InputError  # noqa: E402
 from results.store import Store  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "austen.txt"
-
-SPEC = """
-name = "faults"
-store = "store"
-
-[data]
-files = ["{corpus}"]
-
-[defaults]
-N = 1.0e5
-Na_ratio = 0.4
-D = {tokens}
-G = 2
-d_model = 32
-n_layers = 1
-seq_len = 64
-batch_size = 8
-eval_tokens = 4096
-eval_every = 40
-
-[schedule]
-backoff_s = 0.3
-retries = 2
-{extra}
-"""
-
 
 def _spec(tmp_path: Path, tokens: float, extra: str = ""):
     path = tmp_path / "spec.toml"
-    path.write_text(SPEC.format(corpus=CORPUS, tokens=tokens, extra=extra))
+    schedule = "[schedule]\nbackoff_s = 0.3\nretries = 2\n" + extra
+    path.write_text(tiny_spec("faults", tokens=tokens, defaults="eval_every = 40", extra=schedule))
     return load_spec(path)
 
 

@@ -12,39 +12,16 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("torch")
 
+from tiny import tiny_spec  # noqa: E402
+
 from cluster.spec import load_spec, plan  # noqa: E402
 from cluster.sweep import run_sweep  # noqa: E402
 from results.store import Store  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "austen.txt"
-
-TINY_SPEC = """
-name = "tiny"
-store = "store"
-
-[data]
-files = ["{corpus}"]
-
-[defaults]
-N = 1.0e5
-Na_ratio = 0.4
-D = {tokens}
-G = 2
-d_model = 32
-n_layers = 1
-seq_len = 64
-batch_size = 8
-eval_tokens = 4096
-
-[oat]
-G = [1, 4]
-S = [0.5]
-"""
-
 
 def _spec(tmp_path: Path, tokens: float = 2.0e4) -> Path:
     path = tmp_path / "spec.toml"
-    path.write_text(TINY_SPEC.format(corpus=CORPUS, tokens=tokens))
+    path.write_text(tiny_spec("tiny", tokens=tokens, extra="[oat]\nG = [1, 4]\nS = [0.5]\n"))
     return path
 
 

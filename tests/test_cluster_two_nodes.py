@@ -10,35 +10,13 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("torch")
 
+from tiny import tiny_spec  # noqa: E402
+
 from cluster.local_cluster import LocalCluster  # noqa: E402
 from cluster.spec import load_spec, plan  # noqa: E402
 from results.store import Store  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "austen.txt"
 TOKEN = "moelaw-test-token-5f1c0a9e7d3b4a2c8e6f1b0d9a7c5e3f"
-
-SPEC = """
-name = "two-nodes"
-store = "store"
-
-[data]
-files = ["{corpus}"]
-
-[defaults]
-N = 1.0e5
-Na_ratio = 0.4
-D = 3.0e4
-G = 2
-d_model = 32
-n_layers = 1
-seq_len = 64
-batch_size = 8
-eval_tokens = 4096
-
-[oat]
-G = [1, 4]
-S = [0.5]
-"""
 
 
 def _files_text(folder: Path) -> str:
@@ -47,7 +25,7 @@ def _files_text(folder: Path) -> str:
 
 def test_sweep_lands_on_both_nodes_and_never_stores_the_token(tmp_path, monkeypatch):
     path = tmp_path / "spec.toml"
-    path.write_text(SPEC.format(corpus=CORPUS))
+    path.write_text(tiny_spec("two-nodes", tokens=3.0e4, extra="[oat]\nG = [1, 4]\nS = [0.5]\n"))
     spec = load_spec(path)
     planned = {p.run_id for p in plan(spec)}
     monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)

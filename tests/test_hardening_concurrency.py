@@ -20,7 +20,8 @@ from cluster.spec import load_spec, plan
 from results import Store
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus" / "austen.txt"
+from tiny import CORPUS, tiny_spec  # noqa: E402
+
 NOBODY = 65534
 
 
@@ -145,7 +146,7 @@ def test_a_sweep_into_a_read_only_store_fails_before_training(tmp_path):
     for path in (store.path / "runs", store.path):
         path.chmod(0o555)
     spec = root / "spec.toml"
-    spec.write_text(TINY_SPEC.format(store=store.path, corpus=CORPUS, G="[1]"))
+    spec.write_text(tiny_spec("shared", store=store.path, extra="[oat]\nG = [1]\n"))
     spec.chmod(0o644)
     child = _python(SWEEP_INTO_READ_ONLY, str(spec), str(store.path), user=NOBODY)
     out = child.communicate(timeout=120)[0]
@@ -156,28 +157,6 @@ def test_a_sweep_into_a_read_only_store_fails_before_training(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Two sweeps, one store
 
-TINY_SPEC = """
-name = "shared"
-store = "{store}"
-
-[data]
-files = ["{corpus}"]
-
-[defaults]
-N = 1.0e5
-Na_ratio = 0.4
-D = 2.0e4
-G = 2
-d_model = 32
-n_layers = 1
-seq_len = 64
-batch_size = 8
-eval_tokens = 4096
-
-[oat]
-G = {G}
-"""
-
 
 @pytest.mark.skipif(not CORPUS.is_file(), reason="needs ../shared/corpus/austen.txt")
 def test_two_sweeps_sharing_a_store_store_each_run_once(tmp_path):
@@ -185,7 +164,7 @@ def test_two_sweeps_sharing_a_store_store_each_run_once(tmp_path):
     specs = []
     for name, G in (("a", "[1, 4]"), ("b", "[4, 8]")):  # base G=2 and G=4 in both
         specs.append(tmp_path / f"{name}.toml")
-        specs[-1].write_text(TINY_SPEC.format(store=store, corpus=CORPUS, G=G))
+        specs[-1].write_text(tiny_spec("shared", store=store, extra=f"[oat]\nG = {G}\n"))
     planned = [{p.run_id for p in plan(load_spec(s))} for s in specs]
     assert len(planned[0] & planned[1]) == 2 and len(planned[0] | planned[1]) == 4
 

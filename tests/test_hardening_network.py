@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus" / "austen.txt"
+from tiny import CORPUS, tiny_spec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ss") is None or not Path("/proc/self/stat").exists(),
@@ -96,31 +96,11 @@ def test_local_ray_listens_on_loopback_only():
     assert not exposed, "listening beyond 127.0.0.1:\n" + "\n".join(exposed)
 
 
-TINY_SPEC = """
-name = "tiny-secret"
-store = "{store}"
-
-[data]
-files = ["{corpus}"]
-
-[defaults]
-N = 1.0e5
-Na_ratio = 0.4
-D = 2.0e4
-G = 2
-d_model = 32
-n_layers = 1
-seq_len = 64
-batch_size = 8
-eval_tokens = 4096
-"""
-
-
 @pytest.mark.skipif(not CORPUS.is_file(), reason="needs ../shared/corpus/austen.txt")
 def test_an_auth_token_never_reaches_the_store_or_the_output(tmp_path):
     token = "moelaw-canary-" + os.urandom(12).hex()
     spec = tmp_path / "spec.toml"
-    spec.write_text(TINY_SPEC.format(store=tmp_path / "store", corpus=CORPUS))
+    spec.write_text(tiny_spec("tiny-secret", store=tmp_path / "store"))
     child = subprocess.run(
         [sys.executable, "-m", "cluster.cli", "sweep", str(spec), "--workers", "1", "--quiet"],
         capture_output=True,
