@@ -42,6 +42,7 @@ The format, with every section optional except ``name``, ``data`` and at least o
     [[base]]
     N = 2.0e6
     d_model = 96
+    seeds = [0, 1, 2]            # a base's own seeds replace the global ones for its points
     [base.oat]                   # a base's own grid / oat replace the global ones for it
     G = [1, 8]
 
@@ -73,7 +74,8 @@ The format, with every section optional except ``name``, ``data`` and at least o
     worker_retries = 2           # Ray's own immediate retries of a task whose worker died
 
 Points that come out identical (for instance the base itself, reached from ``grid`` and from
-``oat``) are trained once. Replicates are ``seeds``: every point is trained once per seed. A
+``oat``) are trained once, with the union of the seeds of the bases that reach them.
+Replicates are ``seeds``: every point is trained once per seed. A
 ``[space_filling]`` sample replaces the bounded keys of each base; a base with neither grid nor
 oat is then represented by its samples only.
 """
@@ -180,6 +182,9 @@ class SweepSpec:
         Fraction at the end of each file held out for validation.
     points : tuple of dict
         The settings of every point, before seeds are applied (duplicates removed).
+    point_seeds : tuple of tuple of int
+        The seeds of each point, in the order of ``points`` (a base's own ``seeds`` or the
+        global ones); empty means every point uses ``seeds``.
     resources : cluster.resources.Resources
         What each run asks Ray for.
     adaptive : dict or None
@@ -198,6 +203,11 @@ class SweepSpec:
     resources: Any = None  # cluster.resources.Resources; None means the defaults
     schedule: Schedule = field(default_factory=Schedule)
     adaptive: dict | None = None
+    point_seeds: tuple[tuple[int, ...], ...] = ()
+
+    def seeds_of(self, index: int) -> tuple[int, ...]:
+        """The seeds the point ``points[index]`` is trained with."""
+        return self.point_seeds[index] if self.point_seeds else self.seeds
 
 
 @dataclass(frozen=True)
@@ -279,9 +289,7 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
     val_fraction = float(data.get("val_fraction", 0.05))
 
     # 2. Seeds and the store.
-    seeds = doc.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise InputError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}.")
+    seeds = _seeds(doc.get("seeds", [0]), where)
     store = (base_dir / doc.get("store", f"{name}-runs")).resolve()
 
     # 3. Points: defaults, bases, then grid and one-factor-at-a-time around each base.
@@ -296,12 +304,14 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
     _check_lists(grid, "grid")
     _check_lists(oat, "oat")
     filling = _space_filling(doc.get("space_filling"), where)
-    points = []
+    points, point_seeds = [], []
     for i, base in enumerate(bases):
         base = dict(base)
         base_grid = base.pop("grid", grid)
         base_oat = base.pop("oat", oat)
         label = f"[[base]] #{i + 1} of {where}"
+        base_seeds = _seeds(base.pop("seeds"), label) if "seeds" in base else seeds
+        first = len(points)
         _refuse_unknown(base, POINT_KEYS, label)
         _check_point_values(base, label)
         _check_lists(base_grid, f"base.grid of {label}")
@@ -310,7 +320,8 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
         if base_grid or base_oat or not filling:
             points += _expand_points(center, base_grid, base_oat)
         points += [{**center, **sample} for sample in filling]
-    points = _unique(points)
+        point_seeds += [base_seeds] * (len(points) - first)
+    points, point_seeds = _unique(points, point_seeds)
 
     # 4. How the runs are placed and scheduled.
     from cluster.resources import Resources, parse_resources
@@ -329,7 +340,18 @@ def parse_spec(doc: Mapping[str, Any], *, base_dir: Path, path: Path | None = No
         resources,
         schedule,
         adaptive,
+        tuple(point_seeds),
     )
+
+
+def _seeds(seeds: Any, where: str) -> list[int]:
+    ok = isinstance(seeds, list) and seeds and all(type(s) is int and s >= 0 for s in seeds)
+    if not ok:
+        raise InputError(
+            f"{where}: 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}; "
+            "write for example seeds = [0, 1, 2]."
+        )
+    return list(dict.fromkeys(seeds))
 
 
 def _adaptive(table: Any, where: str) -> dict:
@@ -476,12 +498,16 @@ def _expand_points(center: dict, grid: dict, oat: dict) -> list[dict]:
     return points
 
 
-def _unique(points: list[dict]) -> list[dict]:
-    """Drop repeated points, keeping the first of each."""
+def _unique(points: list[dict], seeds: list) -> tuple[list[dict], list[tuple[int, ...]]]:
+    """Drop repeated points, keeping the first of each with the union of their seeds."""
     unique: dict[tuple, dict] = {}
-    for point in points:
-        unique.setdefault(tuple(sorted(point.items())), point)
-    return list(unique.values())
+    merged: dict[tuple, list[int]] = {}
+    for point, point_seeds in zip(points, seeds, strict=True):
+        key = tuple(sorted(point.items()))
+        unique.setdefault(key, point)
+        merged.setdefault(key, [])
+        merged[key] += [s for s in point_seeds if s not in merged[key]]
+    return list(unique.values()), [tuple(merged[k]) for k in unique]
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -599,8 +625,8 @@ def plan(spec: SweepSpec) -> list[PlannedRun]:
                 "(paths are relative to the spec file)."
             )
     runs: dict[str, PlannedRun] = {}
-    for point in spec.points:
-        for seed in spec.seeds:
+    for index, point in enumerate(spec.points):
+        for seed in spec.seeds_of(index):
             planned = plan_point(point, seed, spec)
             runs.setdefault(planned.run_id, planned)
     return list(runs.values())

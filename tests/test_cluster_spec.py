@@ -67,6 +67,27 @@ def test_seeds_multiply_points(tmp_path):
     assert len({r.run_id for r in runs}) == 3
 
 
+def test_a_base_own_seeds_replace_the_global_ones(tmp_path):
+    doc = _doc(
+        seeds=[0],
+        oat={"G": [2]},
+        base=[{"N": 4.0e5}, {"N": 2.0e5, "d_model": 48, "seeds": [0, 1, 2]}],
+    )
+    runs = plan(parse_spec(doc, base_dir=tmp_path))
+    seeds = sorted((r.point["N"], r.point["G"], r.seed) for r in runs)
+    assert seeds == [
+        (2.0e5, 2, 0), (2.0e5, 2, 1), (2.0e5, 2, 2),
+        (2.0e5, 4, 0), (2.0e5, 4, 1), (2.0e5, 4, 2),
+        (4.0e5, 2, 0), (4.0e5, 4, 0),
+    ]  # fmt: skip
+
+
+def test_a_point_reached_from_two_bases_takes_the_union_of_their_seeds(tmp_path):
+    doc = _doc(base=[{"N": 4.0e5, "seeds": [0, 1]}, {"N": 4.0e5, "seeds": [1, 2]}])
+    runs = plan(parse_spec(doc, base_dir=tmp_path))
+    assert sorted(r.seed for r in runs) == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [
@@ -79,6 +100,8 @@ def test_seeds_multiply_points(tmp_path):
         ({"grid": {"D": 5}}, ["non-empty list", "D = [1, 2, 4]"]),
         ({"grid": {"D": ["1e5"]}}, ["must be a number", "'1e5'"]),
         ({"seeds": "0"}, ["'seeds'"]),
+        ({"seeds": [0, -1]}, ["'seeds'", ">= 0", "[0, -1]"]),
+        ({"base": [{"N": 4e5, "seeds": [True]}]}, ["[[base]] #1", "'seeds'"]),
         ({"name": ""}, ["'name'"]),
     ],
 )
