@@ -13,8 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[train,cluster]"
 	touch $@
 
+# The test environment adds pytest and friends, and Debian's chromium for the browser test of
+# `moelaw report` (installed when missing and apt-get is usable; otherwise that test skips).
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[train,cluster,test]"
+	command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: tests/test_report_browser.py will skip"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -6,7 +6,7 @@
     moelaw fit                   fit one law (discover.fit.fit_law)
     moelaw compare               laws x metrics on one dataset and split (discover.compare)
     moelaw export                write a discovered law as sympy, LaTeX and JSON (discover.export)
-    moelaw report                print a saved discovery (Pareto front, chosen law, comparison)
+    moelaw report                print a saved discovery; --html OUT_DIR draws a page of plots
     moelaw data                  import public data into a store; summarise a store
 
 Each subcommand imports only what it needs, so ``moelaw discover`` runs without torch or Ray.
@@ -239,6 +239,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
         seeds=_ints(args.seeds, "--seeds"),
         time_limit=args.time_limit,
         out_dir=args.out,
+        engines=_names(args.engines),
+        n_jobs=args.jobs,
         **_data_options(args),
     )
     _print_outcome(outcome, args.json)
@@ -284,10 +286,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from discover.workflow import load_outcome
+DEFAULT_RESULT = "out/discover/discovery.json"
 
-    return _print_outcome(load_outcome(args.result), args.json)
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.html is None:
+        from discover.workflow import load_outcome
+
+        if args.data is not None:
+            raise InputError("--data is read only with --html OUT_DIR; add --html to draw a page")
+        return _print_outcome(load_outcome(args.result or DEFAULT_RESULT), args.json)
+
+    from discover.report import report_from_store
+
+    paths = report_from_store(
+        args.html,
+        source=args.data,
+        result=args.result,
+        discover=not args.no_discover,
+        time_limit=args.time_limit,
+        n_boot=args.bootstrap,
+    )
+    print(f"page: {paths.pop('page')}")
+    for path in paths.values():
+        print(f"plot: {path}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-limit", type=float, default=60.0, help="seconds per search seed (default: 60)"
     )
     p.add_argument(
+        "--engines",
+        default="pyoperon,structured",
+        help="comma-separated search engines: pyoperon, structured, pysr "
+        "(default: pyoperon,structured)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="engine runs in parallel on a private local Ray (127.0.0.1) (default: 1)",
+    )
+    p.add_argument(
         "--out",
         default="out/discover",
         help="folder for the result and its exports (default: out/discover)",
@@ -482,9 +517,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/export", help="folder to write to (default: out/export)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("report", help="print a saved discovery: front, chosen law, comparison")
-    p.add_argument("result", nargs="?", default="out/discover/discovery.json")
+    p = sub.add_parser(
+        "report", help="print a saved discovery, or draw an HTML page of plots with --html"
+    )
+    p.add_argument(
+        "result",
+        nargs="?",
+        default=None,
+        help=f"a discovery.json (default: {DEFAULT_RESULT}; with --html: fit and discover anew)",
+    )
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--html",
+        metavar="OUT_DIR",
+        help="write report.html (plots embedded) and the plots as PNG files to OUT_DIR",
+    )
+    p.add_argument("--data", help="runs for the page: a store, .parquet or .csv (default: bundled)")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=10.0,
+        help="seconds of the quick discovery when no result is given (default: 10)",
+    )
+    p.add_argument(
+        "--no-discover", action="store_true", help="with --html: fit only the hand-designed law"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="resamples of each block's G* and S* interval (default: 1000)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("data", help="import public data; summarise a store or table")

@@ -78,6 +78,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     from rewriting the loopback address to the machine's primary one, and the node address is
     pinned. The variable is set in this process's environment so that Ray's child processes
     inherit it. Inside another ``ray_session`` this does nothing: the outer one stays open.
+
+    A local instance also runs its workers at normal priority (``RAY_worker_niceness=0``; Ray's
+    default is 15, meant for interactive drivers): training runs are the sweep's whole point, and
+    at niceness 15 any other busy process on the machine starves them.
     """
     try:
         import ray
@@ -93,6 +97,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     _sync_loopback_flag()
     if address is None:
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,

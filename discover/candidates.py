@@ -27,6 +27,7 @@ import numpy as np
 import sympy as sp
 
 from discover.formula import symbol
+from results.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,16 @@ class Candidate:
         Seed of the engine run that produced it.
     text : str
         The engine's own printout of the model (rounded; for display only).
+    form : sympy.Expr or None
+        The law with its constants as named symbols, when the engine knows which numbers are one
+        constant (a shared exponent written three times is one constant, not three); then
+        ``values`` holds them and :func:`prepare_candidates` keeps this structure instead of
+        turning every number of ``expr`` into its own constant.
+    values : dict of str to float or None
+        The engine's value of each constant of ``form``.
+    bounds : dict of str to discover.laws.Bounds or None
+        The engine's search interval of each constant of ``form`` (re-fits keep to them, so a
+        constant the shape requires positive stays positive).
     """
 
     expr: sp.Expr
@@ -82,6 +93,9 @@ class Candidate:
     engine: str = "pyoperon"
     seed: int = 0
     text: str = ""
+    form: sp.Expr | None = None
+    values: dict | None = None
+    bounds: dict | None = None
 
 
 @dataclass
@@ -108,6 +122,7 @@ class Form:
     key: str
     duplicates: int = 1
     inputs: tuple[str, ...] = field(default=())
+    bounds: dict | None = None
 
     @property
     def n_constants(self) -> int:
@@ -160,7 +175,7 @@ def parametrize(expr: sp.Expr, prefix: str = CONSTANT_PREFIX) -> tuple[sp.Expr, 
     return _renumber(form, values, prefix)
 
 
-def _renumber(form: sp.Expr, values: dict[str, float], prefix: str):
+def _renumber(form: sp.Expr, values: dict[str, float], prefix: str, with_map: bool = False):
     """Rename constants ``c0..ck`` in a walk whose order does not depend on their names.
 
     sympy orders the terms of a sum or product partly by symbol name, so numbering in its own order
@@ -187,7 +202,10 @@ def _renumber(form: sp.Expr, values: dict[str, float], prefix: str):
     temporary = {old: sp.Symbol(f"_{prefix}{i}", real=True) for i, old in enumerate(seen)}
     final = {t: sp.Symbol(t.name[1:], real=True) for t in temporary.values()}
     renamed = form.xreplace(temporary).xreplace(final)
-    return renamed, {f"{prefix}{i}": values[old.name] for i, old in enumerate(seen)}
+    numbered = {f"{prefix}{i}": values[old.name] for i, old in enumerate(seen)}
+    if with_map:
+        return renamed, numbered, {old.name: f"{prefix}{i}" for i, old in enumerate(seen)}
+    return renamed, numbered
 
 
 def _is_constant(sym: sp.Symbol, prefix: str = CONSTANT_PREFIX) -> bool:
@@ -301,13 +319,37 @@ def _form(cand: Candidate, inputs: tuple[str, ...]) -> Form | None:
     expr = cand.expr
     if expr.has(sp.I, sp.zoo, sp.nan, sp.oo, -sp.oo):
         return None
-    form, values = simplest_form(expr)
+    bounds = None
+    if cand.form is not None:
+        form, values, bounds = _named_form(cand.form, cand.values or {}, cand.bounds, inputs)
+    else:
+        form, values = simplest_form(expr)
     if form.has(sp.I, sp.zoo, sp.nan, sp.oo, -sp.oo):
         return None
     used = tuple(n for n in inputs if form.has(factor_symbol(n)))
     if not used:
         return None
-    return Form(form, values, cand, sp.srepr(form), 1, used)
+    return Form(form, values, cand, sp.srepr(form), 1, used, bounds)
+
+
+def _named_form(form: sp.Expr, values: dict, bounds: dict | None, inputs: tuple[str, ...]):
+    """An engine's form with named constants, renamed ``c0..ck`` in the structural order, with
+    their values and (if given) their bounds under the new names."""
+    keep = {factor_symbol(n) for n in inputs}
+    constants = sorted((s for s in form.free_symbols if s not in keep), key=lambda s: s.name)
+    missing = [s.name for s in constants if s.name not in values]
+    if missing:
+        raise InputError(f"the engine gave no values for the constants {missing} of {form}")
+    fresh = {s: sp.Symbol(f"{CONSTANT_PREFIX}{i}", real=True) for i, s in enumerate(constants)}
+    renamed, numbered, names = _renumber(
+        form.xreplace(fresh),
+        {fresh[s].name: float(values[s.name]) for s in constants},
+        CONSTANT_PREFIX,
+        with_map=True,
+    )
+    if not bounds:
+        return renamed, numbered, None
+    return renamed, numbered, {names[fresh[s].name]: bounds[s.name] for s in constants}
 
 
 def _fingerprint(form: sp.Expr, inputs: tuple[str, ...], seed: int, n_points: int = 12):

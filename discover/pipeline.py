@@ -42,7 +42,14 @@ from results.errors import InputError
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("pyoperon",)
+#: Engines the pipeline can run; see :mod:`discover.engines`.
+ENGINES = ("pyoperon", "structured", "pysr")
+
+#: Engines run when none are named: generic search and the structured search over known shapes.
+DEFAULT_ENGINES = ("pyoperon", "structured")
+
+#: Engines whose result does not depend on the seed beyond their fits' starts: run once.
+SEEDLESS_ENGINES = ("structured",)
 
 
 @dataclass
@@ -88,14 +95,16 @@ def discover_law(
     holdout_quantile: float = 0.2,
     max_constants: int = 8,
     seeds: tuple[int, ...] | list[int] = (0,),
-    engine: str = "pyoperon",
+    engine: str | None = None,
     engine_options: dict | None = None,
+    engines: tuple[str, ...] | list[str] | None = None,
     n_starts: int = 64,
     n_polish: int = 4,
     refit_maxiter: int = 400,
     tie_tolerance: float = 1e-3,
     one_se: bool = False,
     n_jobs: int = 1,
+    weighting: str = "rows",
 ) -> DiscoveryResult:
     """Search for a closed-form law and select it by how well it extrapolates inside ``data``.
 
@@ -115,11 +124,18 @@ def discover_law(
     max_constants : int, default 8
         Forms with more free constants are dropped before re-fitting.
     seeds : sequence of int, default (0,)
-        One engine run per seed; their Pareto fronts are pooled.
-    engine : {"pyoperon"}, default "pyoperon"
+        One run of each engine per seed (the structured search runs once, with the first seed);
+        their Pareto fronts are pooled.
+    engine : str, optional
+        Run this one engine only (same as ``engines=(engine,)``).
     engine_options : dict, optional
-        Keyword arguments for the engine, e.g. ``{"generations": 100, "population_size": 300}``
-        (see :func:`discover.engines.pyoperon.run_pyoperon`).
+        Keyword arguments per engine, ``{"pyoperon": {"generations": 100}, "structured":
+        {"n_starts": 128}}``; a dict whose keys are not engine names is taken as pyoperon's (see
+        :func:`discover.engines.pyoperon.run_pyoperon`,
+        :func:`discover.engines.structured.run_structured`).
+    engines : sequence of str, optional
+        Engines to run and pool, from :data:`ENGINES`. Default :data:`DEFAULT_ENGINES`:
+        pyoperon and the structured search.
     n_starts : int, default 64
         Sobol starts of each re-fit (the engine's constants are always one more start).
     n_polish : int, default 4
@@ -132,6 +148,11 @@ def discover_law(
         Also count as tied the forms within one standard error of the best inner-holdout R²
         (standard error of the difference, from the per-row squared errors): the holdout is a few
         dozen rows, and R² differences smaller than that are noise, so the simpler law is taken.
+    weighting : {"rows", "configurations"}, default "rows"
+        How rows count in every re-fit: ``"rows"``, each row once; ``"configurations"``, each
+        distinct combination of the inputs once, its rows sharing one unit of weight (so a
+        configuration run many times, perhaps with settings that are not among the inputs, does not
+        outweigh one run once; with replicate seeds this fits the mean of the replicates).
     n_jobs : int, default 1
         With ``n_jobs > 1`` and Ray installed, seeds run as Ray tasks on a private local Ray
         (``n_jobs`` CPUs, 127.0.0.1, no dashboard), shut down afterwards. Otherwise sequential.
@@ -148,14 +169,17 @@ def discover_law(
     began = time.perf_counter()
     timings: dict[str, float] = {}
     inputs = _inputs(data, inputs, target)
-    if engine not in ENGINES:
-        raise InputError(f"engine={engine!r} is not available; choose one of {ENGINES}")
-    options = dict(engine_options or {})
+    engines = _engines(engine, engines)
+    options = _engine_options(engine_options, engines)
+    if weighting not in WEIGHTINGS:
+        raise InputError(f"weighting={weighting!r} is not one of {list(WEIGHTINGS)}")
     settings = dict(inputs=list(inputs), target=target, holdout_factor=holdout_factor,
                     holdout_quantile=holdout_quantile, max_constants=max_constants,
-                    seeds=list(seeds), engine=engine, engine_options=options, n_starts=n_starts,
+                    seeds=list(seeds), engines=list(engines), engine_options=options,
+                    n_starts=n_starts,
                     n_polish=n_polish, refit_maxiter=refit_maxiter, tie_tolerance=tie_tolerance,
-                    one_se=one_se, n_jobs=n_jobs, n_rows=len(data))  # fmt: skip
+                    one_se=one_se, n_jobs=n_jobs, weighting=weighting,
+                    n_rows=len(data))  # fmt: skip
 
     # 1. Inner split, inside the rows given
     data = data.reset_index(drop=True)
@@ -164,8 +188,10 @@ def discover_law(
 
     # 2. Engine runs on the inner-fit rows
     tick = time.perf_counter()
-    options.setdefault("max_coefficients", max_constants + 2)
-    candidates = _run_engines(fit_rows, target, inputs, tuple(seeds), options, n_jobs)
+    options.setdefault("pyoperon", {}).setdefault("max_coefficients", max_constants + 2)
+    options.setdefault("structured", {}).setdefault("max_coefficients", max_constants)
+    jobs = _jobs(engines, tuple(seeds), options)
+    candidates = _run_engines(fit_rows, target, inputs, jobs, n_jobs)
     timings["engine"] = time.perf_counter() - tick
 
     # 3. Pool, parametrize, de-duplicate, drop forms with too many constants
@@ -180,7 +206,8 @@ def discover_law(
 
     # 4. Re-fit each form on the inner-fit rows, score on the inner holdout
     tick = time.perf_counter()
-    refit = dict(n_starts=n_starts, n_polish=n_polish, maxiter=refit_maxiter)
+    refit = dict(n_starts=n_starts, n_polish=n_polish, maxiter=refit_maxiter,
+                 weighting=(weighting, inputs))  # fmt: skip
     with one_blas_thread():
         rows = [_score(i, form, fit_rows, held_rows, target, refit) for i, form in enumerate(forms)]
     rows = [row for row in rows if row is not None]
@@ -273,28 +300,67 @@ def _inputs(data, inputs, target) -> tuple[str, ...]:
     return tuple(inputs)
 
 
-def _run_engines(data, target, inputs, seeds, options, n_jobs) -> list[Candidate]:
-    """Pareto fronts of one engine run per seed, pooled (Ray tasks when n_jobs > 1)."""
-    from discover.engines.pyoperon import run_pyoperon
+def _engines(engine: str | None, engines) -> tuple[str, ...]:
+    """The engines to run, checked."""
+    if engine is not None and engines is not None:
+        raise InputError("pass engine= or engines=, not both")
+    chosen = (engine,) if engine is not None else tuple(engines or DEFAULT_ENGINES)
+    unknown = [e for e in chosen if e not in ENGINES]
+    if unknown or not chosen:
+        raise InputError(
+            f"engines {unknown or list(chosen)} are not available; choose from {list(ENGINES)}"
+        )
+    return tuple(dict.fromkeys(chosen))
 
-    if n_jobs > 1 and len(seeds) > 1:
+
+def _engine_options(options: dict | None, engines: tuple[str, ...]) -> dict[str, dict]:
+    """Options per engine; a flat dict is pyoperon's (the only engine it used to have)."""
+    options = dict(options or {})
+    if options and not set(options) <= set(ENGINES):
+        options = {"pyoperon": options}
+    bad = [k for k, v in options.items() if not isinstance(v, dict)]
+    if bad:
+        raise InputError(f"engine_options for {bad} must be dicts of keyword arguments")
+    return {name: dict(options.get(name, {})) for name in engines}
+
+
+def _jobs(engines, seeds, options) -> list[tuple[str, int, dict]]:
+    """One (engine, seed, options) per engine run: every seed, or the first for seedless ones."""
+    return [(name, seed, options[name]) for name in engines
+            for seed in (seeds[:1] if name in SEEDLESS_ENGINES else seeds)]  # fmt: skip
+
+
+def run_engine(name: str, data, target, inputs, seed, options) -> list[Candidate]:
+    """Run one engine by name and return its candidates (see :mod:`discover.engines`)."""
+    if name == "pyoperon":
+        from discover.engines.pyoperon import run_pyoperon as run
+    elif name == "structured":
+        from discover.engines.structured import run_structured as run
+    elif name == "pysr":
+        from discover.engines.pysr import run_pysr as run
+    else:
+        raise InputError(f"engine {name!r} is not available; choose from {list(ENGINES)}")
+    return run(data, target, inputs, seed=seed, **options)
+
+
+def _run_engines(data, target, inputs, jobs, n_jobs) -> list[Candidate]:
+    """Pareto fronts of every engine run, pooled (Ray tasks when n_jobs > 1)."""
+    if n_jobs > 1 and len(jobs) > 1:
         try:
             import ray  # noqa: F401
         except ImportError:
-            log.info("ray is not installed; running %d seeds one after another", len(seeds))
+            log.info("ray is not installed; running %d engine runs one after another", len(jobs))
         else:
-            return _run_engines_ray(data, target, inputs, seeds, options, n_jobs)
+            return _run_engines_ray(data, target, inputs, jobs, n_jobs)
     pooled = []
-    for seed in seeds:
-        pooled += run_pyoperon(data, target, inputs, seed=seed, **options)
+    for name, seed, options in jobs:
+        pooled += run_engine(name, data, target, inputs, seed, options)
     return pooled
 
 
-def _run_engines_ray(data, target, inputs, seeds, options, n_jobs) -> list[Candidate]:
-    """One Ray task per seed on a private local Ray bound to 127.0.0.1."""
+def _run_engines_ray(data, target, inputs, jobs, n_jobs) -> list[Candidate]:
+    """One Ray task per engine run on a private local Ray bound to 127.0.0.1."""
     import ray
-
-    from discover.engines.pyoperon import run_pyoperon
 
     # Keep every Ray listener on loopback (also needed in the driver's environment)
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -303,8 +369,9 @@ def _run_engines_ray(data, target, inputs, seeds, options, n_jobs) -> list[Candi
         ray.init(num_cpus=n_jobs, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=False)  # fmt: skip
     try:
-        task = ray.remote(num_cpus=1)(run_pyoperon)
-        refs = [task.remote(data, target, inputs, seed=s, **options) for s in seeds]
+        task = ray.remote(num_cpus=1)(run_engine)
+        refs = [task.remote(name, data, target, inputs, seed, options)
+                for name, seed, options in jobs]  # fmt: skip
         return [cand for front in ray.get(refs) for cand in front]
     finally:
         if started:
@@ -317,8 +384,33 @@ def _bounds(values: dict[str, float]) -> dict[str, Bounds]:
             for name, v in values.items()}  # fmt: skip
 
 
+WEIGHTINGS = ("rows", "configurations")
+
+
+def configuration_weights(rows: pd.DataFrame, inputs) -> np.ndarray:
+    """Weight of each row when every distinct combination of ``inputs`` counts once.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+    inputs : sequence of str
+
+    Returns
+    -------
+    numpy.ndarray
+        ``1 / (number of rows with the same inputs)`` per row, scaled to sum to ``len(rows)``.
+    """
+    counts = rows.groupby(list(inputs), sort=False)[list(inputs)[0]].transform("size")
+    weights = 1.0 / counts.to_numpy(float)
+    return weights * len(rows) / weights.sum()
+
+
 def _fit(law, rows, target, refit, start) -> FitResult:
     """fit_law with the pipeline's settings; convergence goes to the result, not to warnings."""
+    refit = dict(refit)
+    weighting, inputs = refit.pop("weighting", ("rows", ()))
+    if weighting == "configurations":
+        refit["weights"] = configuration_weights(rows, inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fit_law(law, rows, target, start=start, **refit)
@@ -327,7 +419,7 @@ def _fit(law, rows, target, refit, start) -> FitResult:
 def _score(index: int, form: Form, fit_rows, held_rows, target, refit) -> dict | None:
     """Re-fit one form on the inner-fit rows and score it on both sides; None if it cannot fit."""
     law = law_from_expr(form.expr, form.inputs, name=f"discovered_{index}",
-                        bounds=_bounds(form.values))  # fmt: skip
+                        bounds=form.bounds or _bounds(form.values))  # fmt: skip
     try:
         fit = _fit(law, fit_rows, target, refit, form.values)
     except (InputError, FloatingPointError, OverflowError, ZeroDivisionError) as err:

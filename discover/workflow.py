@@ -70,6 +70,7 @@ class Outcome:
     front: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """A JSON-serialisable dictionary of the whole outcome (non-finite floats become None)."""
@@ -267,6 +268,8 @@ def run_discover(
     holdout_threshold: float | None = None,
     where: dict | None = None,
     columns: dict | None = None,
+    engines: list[str] | tuple[str, ...] | None = None,
+    n_jobs: int = 1,
 ) -> Outcome:
     """Fit the reference law and discover a law on the same rows; score both on held-out runs.
 
@@ -299,12 +302,20 @@ def run_discover(
         Keep only rows whose columns equal these values (see :func:`select_rows`).
     columns : dict, optional
         Read a symbol from another column, e.g. ``{"N": "Na"}`` (see :func:`use_columns`).
+    engines : sequence of str, optional
+        Search engines (see :data:`discover.pipeline.ENGINES`); default pyoperon and the
+        structured search.
+    n_jobs : int, default 1
+        Engine runs in parallel as Ray tasks on a private local Ray (127.0.0.1) when above 1.
 
     Returns
     -------
     Outcome
+        With ``checks``: the sympy checks of the discovered law against the reference law
+        (:func:`discover.checks.compare_laws`).
     """
-    from discover.pipeline import discover_law
+    from discover.checks import compare_laws
+    from discover.estimator import LawRegressor
 
     ref_law = get_law(reference)
     table = load_runs(source, where, columns)
@@ -329,19 +340,18 @@ def run_discover(
         laws.append(report_fit(reference, ref_fit, table, fit_mask, hold_mask, target))
 
     # 2. The discovered law.
-    options = dict(engine_options or {})
+    options = _per_engine(engine_options)
     if time_limit is not None:
-        options.setdefault("time_limit", time_limit)
-    found = discover_law(
-        fit_rows,
-        inputs,
-        target,
-        holdout_factor=holdout_factor,
-        max_constants=max_constants,
-        seeds=tuple(seeds),
-        engine_options=options,
-    )
+        for name in ("pyoperon", "structured", "pysr"):
+            options.setdefault(name, {}).setdefault("time_limit", time_limit)
+    model = LawRegressor(inputs, holdout_factor=holdout_factor, max_constants=max_constants,
+                         seeds=tuple(seeds), engines=engines, engine_options=options or None,
+                         n_jobs=n_jobs)  # fmt: skip
+    found = model.fit(fit_rows[[*inputs, target]], target).result_
     laws.append(report_fit("discovered", found.best, table, fit_mask, hold_mask, target))
+    checks = {}
+    if not missing:
+        checks = _jsonable(compare_laws(found.best, ref_fit, table))
 
     outcome = _outcome(
         "discover",
@@ -355,10 +365,21 @@ def run_discover(
         front=_front_records(found.front),
         notes=notes,
         settings={**found.settings, "reference": reference, "timings": found.timings},
+        checks=checks,
     )
     if out_dir is not None:
         save_outcome(outcome, out_dir)
     return outcome
+
+
+def _per_engine(options: dict | None) -> dict:
+    """Engine options keyed by engine; a flat dict is pyoperon's."""
+    from discover.pipeline import ENGINES
+
+    options = dict(options or {})
+    if options and not set(options) <= set(ENGINES):
+        return {"pyoperon": options}
+    return {k: dict(v) for k, v in options.items()}
 
 
 def run_fit(
@@ -661,6 +682,8 @@ def format_outcome(outcome: Outcome) -> str:
         if not law.converged:
             lines.append("   warning: the fit did not converge (see notes)")
         lines.append("")
+    if outcome.checks:
+        lines += [_format_checks(outcome.checks), ""]
     if outcome.front:
         lines.append(_format_front(outcome.front))
     for note in outcome.notes:
@@ -685,6 +708,38 @@ def _metrics_table(laws: list[LawReport]) -> str:
             f"  {'yes' if law.converged else 'no'}"
         )
     return "\n".join(rows)
+
+
+def _format_checks(checks: dict) -> str:
+    """The sympy checks of the discovered law against the reference, one line per question."""
+    disc, ref = checks.get("discovered", {}), checks.get("reference", {})
+
+    def line(label: str, a, b) -> str:
+        return f"  {label:<38}{a:>22}{b:>22}"
+
+    def opt(value) -> str:
+        return "-" if value is None else _num(value)
+
+    lines = [
+        line("checks with sympy", "discovered", "reference"),
+        line("constants", str(disc.get("n_constants", "-")), str(ref.get("n_constants", "-"))),
+    ]
+    for x in sorted(set(disc.get("sign", {})) | set(ref.get("sign", {}))):
+        lines.append(
+            line(
+                f"sign of dL/d{x} (range, 1000x past)",
+                disc.get("sign", {}).get(x, "-"),
+                ref.get("sign", {}).get(x, "-"),
+            )
+        )
+    lines.append(line("L as N, D -> infinity", opt(disc.get("limit")), opt(ref.get("limit"))))
+    for key in ("G*", "S*"):
+        lines.append(line(key, opt(disc.get(key)), opt(ref.get(key))))
+    same = "yes" if checks.get("same_form") else "no"
+    equivalent = "yes" if checks.get("equivalent") else "no"
+    lines.append(f"  same form as the reference: {same}; equivalent after simplification: "
+                 f"{equivalent}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _format_front(front: list[dict], limit: int = 10) -> str:
