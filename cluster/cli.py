@@ -5,7 +5,7 @@
     moelaw discover              fit the reference law and discover one (discover.pipeline)
     moelaw fit                   fit one law (discover.fit.fit_law)
     moelaw compare               laws x metrics on one dataset and split (discover.compare)
-    moelaw export                write a discovered law as sympy, LaTeX and JSON (discover.export)
+    moelaw export                a discovered law as sympy, LaTeX, JSON, numpy (discover.export)
     moelaw report                print a saved discovery; --html OUT_DIR draws a page of plots
     moelaw data                  import public data into a store; summarise a store
 
@@ -507,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("export", help="write a saved law as sympy (srepr, plain), LaTeX and JSON")
+    p = sub.add_parser(
+        "export", help="write a saved law as sympy (srepr, plain), LaTeX, JSON and a numpy function"
+    )
     p.add_argument(
         "result",
         nargs="?",

@@ -29,12 +29,17 @@ Example::
     found = discover_law(table, ["N", "Na", "D", "G", "S"])   # select by inner extrapolation
     found.best.sympy(), found.front
 
+    from discover import LawRegressor                          # the same, scikit-learn style
+    model = LawRegressor(max_constants=8).fit(table[["N", "D"]], table["loss"])
+
 The jobs behind the command-line program (load, split, fit or discover, score, save) are in
 :mod:`discover.workflow`.
 """
 
+from discover.checks import check_law, compare_laws
 from discover.data import check_table, load_table
-from discover.export import export_law
+from discover.estimator import LawRegressor
+from discover.export import export_law, to_numpy_function
 from discover.fit import FitConvergenceWarning, FitResult, IdentifiabilityWarning, fit_law
 from discover.formula import FACTORS, parse_formula, symbol
 from discover.groups import fit_grouped
@@ -52,7 +57,10 @@ __all__ = [
     "FitResult",
     "IdentifiabilityWarning",
     "Law",
+    "LawRegressor",
+    "check_law",
     "check_table",
+    "compare_laws",
     "discover_law",
     "export_law",
     "extrapolation_split",
@@ -68,5 +76,6 @@ __all__ = [
     "r2",
     "rmse",
     "scores",
+    "to_numpy_function",
     "symbol",
 ]

@@ -281,6 +281,8 @@ def prepare_candidates(
     by_print: dict[tuple, str] = {}
     by_expanded: dict[str, str] = {}  # quick key (expand only) -> final key, spares simplify
     for cand in ordered:
+        if not _finite_numbers(cand.expr):
+            continue  # a constant that overflowed (-2.3e+1442) cannot start a re-fit
         quick = _quick_key(cand.expr)
         if quick in by_expanded:
             if by_expanded[quick] in by_key:
@@ -307,6 +309,11 @@ def prepare_candidates(
         max_constants,
     )
     return sorted(forms, key=lambda f: (f.n_constants, -f.candidate.fit_r2))
+
+
+def _finite_numbers(expr: sp.Expr) -> bool:
+    """Whether every number in ``expr`` is a finite double."""
+    return all(np.isfinite(float(x)) for x in expr.atoms(sp.Float))
 
 
 def _quick_key(expr: sp.Expr) -> str:

@@ -417,3 +417,82 @@ def get_law(name: str) -> Law:
     if name not in _REGISTRY:
         raise InputError(f"unknown law {name!r}; choose one of {', '.join(LAWS)}")
     return _REGISTRY[name]()
+
+
+# --- Laws of the SLDBench tasks (discover.tasks): vocabulary, fine-tuning, data mixtures ---------
+
+
+def _tao2024_vocab() -> Law:
+    """Vocabulary law of Tao et al. 2024, written for the negated unigram-normalised loss."""
+    expr = parse_formula("E0 - A1*N_nv**(-alpha1) - A2*N_v**(-alpha2) - B*H**(-beta)")
+    constants = {"E0": IRREDUCIBLE, "A1": SCALE, "alpha1": EXPONENT, "A2": SCALE,
+                 "alpha2": EXPONENT, "B": SCALE, "beta": EXPONENT}  # fmt: skip
+    doc = (
+        "Tao et al. 2024, 'Scaling Laws with Vocabulary: Larger Models Deserve Larger "
+        "Vocabularies' (NeurIPS, arXiv 2407.13623), eq. of the unigram-normalised loss "
+        "L_u = -E + A1/N_nv^alpha1 + A2/N_v^alpha2 + B/H^beta, with N_nv the non-vocabulary "
+        "parameters, N_v = V d the vocabulary parameters (vocabulary size V times embedding "
+        "width d) and H the training characters. L_u is the loss minus that of a unigram model "
+        "of the same tokenizer, so it is negative; moelaw's fitter works on positive losses, so "
+        "this law predicts -L_u (column neg_Lu of discover.tasks.load_vocab): both sides "
+        "negated, the constants are Tao et al.'s, E is named E0 (E is the expert count). Seven "
+        "constants."
+    )
+    units = {"N_nv": "non-vocabulary parameters", "N_v": "vocabulary parameters, V * d",
+             "H": "training characters"}  # fmt: skip
+    assumptions = ("target is -L_u > 0 (nats per token better than a unigram model)",
+                   "the three terms add independently", "N_v = V * d")  # fmt: skip
+    return Law("tao2024_vocab", expr, ("N_nv", "N_v", "H"), constants, None, doc, units,
+               assumptions)  # fmt: skip
+
+
+def _lin2024_rectified() -> Law:
+    """Rectified fine-tuning law of Lin et al. 2024, for one pretrained model and one dataset."""
+    expr = parse_formula("B/(D_l + D_ft**beta) + L0")
+    constants = {"B": SCALE, "D_l": Bounds(1e-6, 1e8, positive=True), "beta": EXPONENT,
+                 "L0": IRREDUCIBLE}  # fmt: skip
+    doc = (
+        "Lin et al. 2024, 'Selecting Large Language Model to Fine-tune via Rectified Scaling "
+        "Law' (ICML, arXiv 2402.02314): L(D) = B/(D_l + D^beta) + E, the fine-tuning loss after "
+        "D fine-tuning examples. D_l is the 'pre-learned data size': how much fine-tuning data "
+        "the pretrained model is already worth, in units of D^beta; it bends the curve into a "
+        "flat pre-power phase at small D and makes L(0) = B/D_l + E finite. The input is D_ft "
+        "(fine-tuning examples, not moelaw's D, pretraining tokens); E is named L0 (E is the "
+        "expert count). Four constants, all of them per pretrained model and dataset: fit one "
+        "curve at a time, or with discover.groups.fit_grouped(..., by='curve', per_group=all)."
+    )
+    units = {"D_ft": "fine-tuning examples"}
+    assumptions = ("one pretrained model and one fine-tuning dataset", "D_ft > 0")
+    return Law("lin2024_rectified", expr, ("D_ft",), constants, None, doc, units, assumptions)
+
+
+def _ye2024_mixing() -> Law:
+    """Exponential data-mixing law of Ye et al. 2024 for one domain's loss, five domains."""
+    expr = parse_formula("c + k*exp(t1*r1 + t2*r2 + t3*r3 + t4*r4)")
+    signed = Bounds(-20.0, 20.0)
+    constants = {"c": IRREDUCIBLE, "k": Bounds(1e-6, 1e3, positive=True), "t1": signed,
+                 "t2": signed, "t3": signed, "t4": signed}  # fmt: skip
+    doc = (
+        "Ye et al. 2024, 'Data Mixing Laws: Optimizing Data Mixtures by Predicting Language "
+        "Modeling Performance' (ICLR 2025, arXiv 2403.16952), the law of the validation loss on "
+        "domain i of a model trained on mixture proportions r_1..r_M: "
+        "L_i(r) = c_i + k_i exp(sum_j t_ij r_j), one set of constants per target domain i (and "
+        "per model size and training length). Here M = 5 and the proportions sum to 1, so "
+        "t_i5 is not identifiable apart from k_i: exp(sum_j t_ij r_j) = exp(t_i5) "
+        "exp(sum_{j<5} (t_ij - t_i5) r_j). The law is written in the four free proportions "
+        "r1..r4 with t_j standing for t_ij - t_i5 and k for k_i exp(t_i5): the same family, six "
+        "constants instead of seven (the seventh is a flat direction of the fit)."
+    )
+    units = {f"r{j}": f"proportion of domain {j} in the training mixture" for j in range(1, 5)}
+    assumptions = ("r1 + ... + r5 = 1 (r5 implied)", "one model size and training length",
+                   "one target domain per fit")  # fmt: skip
+    return Law("ye2024_mixing", expr, ("r1", "r2", "r3", "r4"), constants, None, doc, units,
+               assumptions)  # fmt: skip
+
+
+_REGISTRY.update({
+    "tao2024_vocab": _tao2024_vocab,
+    "lin2024_rectified": _lin2024_rectified,
+    "ye2024_mixing": _ye2024_mixing,
+})  # fmt: skip
+LAWS = tuple(_REGISTRY)

@@ -134,3 +134,13 @@ def test_laws_that_turn_negative_beyond_the_data_are_flagged():
     stays_above = FitResult(power_law, {"c0": 1.0, "c1": 300.0, "c2": 0.4}, 0.0, True, "", 0)
     assert not _stays_positive(falls_below_zero, rows, ["D"])
     assert _stays_positive(stays_above, rows, ["D"])
+
+
+def test_candidates_with_overflowing_constants_are_dropped_not_fatal():
+    # An engine printed -2.26e+1442/D**627.7: its value is -inf as a float, and used to make the
+    # re-fit bounds (lo=-inf, hi=nan) abort the whole discovery.
+    huge = -sp.Float("2.26e+1442") * N ** -F(627.7) + F(2.0)
+    fine = F(2.0) + F(3.0) * N ** -F(0.5)
+    forms = prepare_candidates([cand(huge), cand(fine)], ("N",))
+    assert [f.n_constants for f in forms] == [3]
+    assert all(np.isfinite(v) for f in forms for v in f.values.values())
