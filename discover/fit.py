@@ -236,11 +236,15 @@ class FitResult:
     seconds : float
         Wall time of the fit.
     identifiability : list of str
-        Flat directions and strongly correlated pairs found at the optimum; empty if none.
+        Flat directions, strongly correlated pairs and constants resting on a bound, found at
+        the optimum; empty if none.
     bootstrap_samples : pandas.DataFrame or None
         Constants refitted on each resample by the last :meth:`bootstrap` call.
     groups : dict or None
         For a fit of :func:`discover.groups.fit_grouped`: ``by``, ``levels``, ``per_group``.
+    jackknife_samples : pandas.DataFrame or None
+        Constants refitted with each row (or group of rows) left out, by the last
+        :func:`discover.bootstrap.jackknife` call (BCa intervals use them).
     """
 
     law: Law
@@ -258,6 +262,7 @@ class FitResult:
     bootstrap_samples: pd.DataFrame | None = field(default=None, repr=False)
     problem: _Problem | None = field(default=None, repr=False, compare=False)
     groups: dict | None = None
+    jackknife_samples: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_constants(self) -> int:
@@ -286,20 +291,22 @@ class FitResult:
         return self.law.substitute(self.params)
 
     def bootstrap(self, n: int = 1000, *, seed: int = 0, level: float = 0.95, workers=None,
-                  derived: bool = True) -> pd.DataFrame:  # fmt: skip
+                  derived: bool = True, method: str | None = None) -> pd.DataFrame:  # fmt: skip
         """Bootstrap standard errors and intervals of every constant (and of G*, S* if defined).
 
         Runs are resampled with replacement ``n`` times and the law refitted on each resample from
-        the fitted constants; see :func:`discover.bootstrap.bootstrap` for the parameters.
+        the fitted constants; see :func:`discover.bootstrap.bootstrap` for the parameters
+        (``method=None`` takes its default interval method).
 
         Returns
         -------
         pandas.DataFrame
-            One row per constant: ``constant, value, se, lo, hi, n_ok``.
+            One row per constant: ``constant, value, se, lo, hi, n_ok, method, censored``.
         """
-        from discover.bootstrap import bootstrap
+        from discover.bootstrap import METHOD, bootstrap
 
-        return bootstrap(self, n, seed=seed, level=level, workers=workers, derived=derived)
+        return bootstrap(self, n, seed=seed, level=level, workers=workers, derived=derived,
+                         method=method or METHOD)  # fmt: skip
 
 
 def one_blas_thread():
@@ -448,9 +455,11 @@ def _finish(problem: _Problem, runs: list[dict], maxiter: int, grad_tol: float) 
 
 def _identify(problem: _Problem, theta: np.ndarray) -> list[str]:
     """Run the identifiability check; warn once naming what it found."""
-    from discover.identify import identifiability
+    from discover.identify import bounds_findings, identifiability
 
     issues = identifiability(problem.jacobian(theta), problem.w, list(problem.law.constants))
+    params = dict(zip(problem.law.constants, problem.constants(theta), strict=True))
+    issues += bounds_findings(params, problem.law.constants)
     if issues:
         warnings.warn(
             f"law {problem.law.name!r}: the data cannot identify every constant: "
