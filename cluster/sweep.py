@@ -1,6 +1,6 @@
 """Run a sweep on Ray: one task per configuration, each result stored the moment it lands.
 
-    moelaw sweep results/bundled/cpu-moe-v1/spec.toml --workers 2
+    moelaw sweep results/bundled/cpu-moe-v2/spec.toml --workers 2
 
 The sweep is idempotent: runs already in the store with status "ok" are not trained again, so a
 sweep whose driver was killed is finished by running the same command again. Failed runs are tried

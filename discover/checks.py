@@ -63,7 +63,7 @@ def check_law(fit, data: pd.DataFrame, n_grid: int = 64) -> dict:
         ``limit`` (float, or None if undecided), ``limit_method`` ("symbolic" or "numeric"),
         ``G*`` and ``S*`` (float or None).
     """
-    expr = sp.sympify(fit.sympy())
+    expr = fit.sympy()
     inputs = [x for x in fit.law.inputs]
     missing = [fit.columns.get(x, x) for x in inputs if fit.columns.get(x, x) not in data]
     if missing:
@@ -174,6 +174,17 @@ def _optimum(fit, var, data, medians) -> float | None:
     return None if value is None else float(value)
 
 
+def _expression(expr) -> sp.Expr:
+    """A sympy expression as it is, or a formula read by the whitelist parser (never eval)."""
+    if isinstance(expr, str):
+        from discover.formula import parse_formula
+
+        return parse_formula(expr)
+    if not isinstance(expr, sp.Basic):
+        raise InputError(f"expected a sympy expression or a formula string, got {expr!r}")
+    return expr
+
+
 def same_form(a: sp.Expr, b: sp.Expr, inputs) -> bool:
     """Whether two laws have the same form: equal once their constants are renamed c0, c1, ...
 
@@ -183,7 +194,7 @@ def same_form(a: sp.Expr, b: sp.Expr, inputs) -> bool:
     keep = {_symbol(x) for x in inputs}
     forms = []
     for expr in (a, b):
-        expr = sp.sympify(expr)
+        expr = _expression(expr)
         constants = [s for s in expr.free_symbols if s not in keep]
         numbered = expr.subs({s: sp.Float(1.0 + 0.1 * i) for i, s in enumerate(constants)})
         try:
@@ -211,7 +222,7 @@ def compare_laws(discovered, reference, data: pd.DataFrame) -> dict:
         ``equivalent`` (bool: the fitted expressions simplify to the same one).
     """
     inputs = sorted(set(discovered.law.inputs) | set(reference.law.inputs))
-    a, b = sp.sympify(discovered.sympy()), sp.sympify(reference.sympy())
+    a, b = discovered.sympy(), reference.sympy()
     try:
         with _time_limit(LIMIT_SECONDS):
             equivalent = bool(sp.simplify(a - b) == 0)

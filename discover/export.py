@@ -325,7 +325,14 @@ def to_numpy_function(fit_or_expr, inputs=None, *, constants=None, columns=None)
         inputs = tuple(inputs or fit.law.inputs)
         columns = {**dict(getattr(fit, "columns", {}) or {}), **(columns or {})}
     else:
-        expr, values = sympy.sympify(fit_or_expr), dict(constants or {})
+        if isinstance(fit_or_expr, str):
+            fit_or_expr = parse_formula(fit_or_expr)  # the whitelist parser, never eval
+        if not isinstance(fit_or_expr, sympy.Basic):
+            raise InputError(
+                f"to_numpy_function needs a fitted law, a sympy expression or a formula string, "
+                f"got {type(fit_or_expr).__name__}"
+            )
+        expr, values = fit_or_expr, dict(constants or {})
         names = sorted(
             (s.name for s in expr.free_symbols if s.name not in values), key=_factor_order
         )

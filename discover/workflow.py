@@ -821,9 +821,9 @@ def _front_records(front: pd.DataFrame) -> list[dict]:
 
 def _describe_source(source) -> str:
     if source is None:
-        from results import bundled_store_path
+        from results import DEFAULT_STUDY
 
-        return f"bundled study ({bundled_store_path().name})"
+        return f"bundled study ({DEFAULT_STUDY})"
     return str(source)
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "RunRecord",
     "Store",
     "StoreError",
+    "BUNDLED_STUDIES",
+    "DEFAULT_STUDY",
     "bundled_store_path",
     "canonical_json",
     "import_clark2022",
@@ -24,10 +26,24 @@ __all__ = [
 ]
 
 
-def bundled_store_path() -> Path:
-    """The results store shipped with moelaw (``results/bundled/cpu-moe-v1/store``).
+#: Studies shipped with moelaw: the default one (155 runs) and the first, small one (25 runs).
+BUNDLED_STUDIES = ("cpu-moe-v2", "cpu-moe-v1")
+
+#: The study every subcommand reads when no data is given.
+DEFAULT_STUDY = "cpu-moe-v2"
+
+
+def bundled_store_path(study: str = DEFAULT_STUDY) -> Path:
+    """The results store of a study shipped with moelaw (``results/bundled/<study>/store``).
 
     Its sweep spec, ``spec.toml``, lies in the folder above it: running
-    ``moelaw sweep results/bundled/cpu-moe-v1/spec.toml`` reproduces (or resumes) the study.
+    ``moelaw sweep results/bundled/<study>/spec.toml`` reproduces (or resumes) the study.
+
+    Parameters
+    ----------
+    study : str, default :data:`DEFAULT_STUDY`
+        One of :data:`BUNDLED_STUDIES`.
     """
-    return Path(__file__).parent / "bundled" / "cpu-moe-v1" / "store"
+    if study not in BUNDLED_STUDIES:
+        raise InputError(f"no bundled study {study!r}; the bundled studies are {BUNDLED_STUDIES}")
+    return Path(__file__).parent / "bundled" / study / "store"

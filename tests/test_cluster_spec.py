@@ -159,12 +159,26 @@ def test_bundled_spec_plans_at_least_24_runs():
     assert varied == {"N", "D", "G", "S"}
 
 
-def test_bundled_store_holds_exactly_the_runs_its_spec_plans():
+@pytest.mark.parametrize(("study", "at_least"), [("cpu-moe-v1", 24), ("cpu-moe-v2", 150)])
+def test_bundled_store_holds_exactly_the_runs_its_spec_plans(study, at_least):
     # A change to the solver or to RunConfig.identity() that silently re-plans the study would
     # leave the shipped store stale: `moelaw sweep` on it would train near-duplicates.
     from results.store import Store
 
-    spec = load_spec(REPO / "results" / "bundled" / "cpu-moe-v1" / "spec.toml")
+    spec = load_spec(REPO / "results" / "bundled" / study / "spec.toml")
     stored = Store(spec.store, create=False).ids()
     assert {r.run_id for r in plan(spec)} == stored
-    assert len(stored) >= 24
+    assert len(stored) >= at_least
+
+
+def test_the_default_study_replicates_its_one_factor_blocks():
+    # Three seeds at the 44 points of the four one-factor-at-a-time blocks and at the grid points
+    # of the two smallest sizes (5 more), one seed elsewhere
+    spec = load_spec(REPO / "results" / "bundled" / "cpu-moe-v2" / "spec.toml")
+    runs = plan(spec)
+    seeds_per_point: dict = {}
+    for r in runs:
+        seeds_per_point.setdefault(tuple(sorted(r.point.items())), set()).add(r.seed)
+    replicated = [p for p, s in seeds_per_point.items() if s == {0, 1, 2}]
+    assert len(runs) == 155
+    assert len(replicated) == 49 and all(s in ({0}, {0, 1, 2}) for s in seeds_per_point.values())

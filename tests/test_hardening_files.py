@@ -115,7 +115,7 @@ def test_a_hostile_checkpoint_in_a_checkpoint_dir_runs_no_code(tmp_path):
 def damaged(tmp_path) -> tuple[Path, list[str]]:
     """A copy of the bundled store with one truncated and one garbled run file (a pickle)."""
     store = tmp_path / "store"
-    shutil.copytree(results.bundled_store_path(), store)
+    shutil.copytree(results.bundled_store_path("cpu-moe-v1"), store)
     files = sorted((store / "runs").glob("*.parquet"))
     data = files[3].read_bytes()
     files[3].write_bytes(data[: len(data) // 2])
@@ -136,7 +136,7 @@ def test_load_table_names_the_bad_runs_and_the_fix(damaged):
 
     with pytest.warns(UserWarning, match=bad[0]):
         rest = load_table(store, skip_corrupt=True)
-    good = Store(results.bundled_store_path()).runs()
+    good = Store(results.bundled_store_path("cpu-moe-v1")).runs()
     assert len(rest) == len(good) - 2
     assert set(rest["run_id"]) == set(good["run_id"]) - set(bad)
 

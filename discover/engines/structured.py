@@ -319,7 +319,7 @@ def _fit_shape(shape, data, target, inputs, y, seed, n_starts, n_polish, maxiter
         return None
     mse = float(np.mean((y - pred) ** 2))
     var = float(np.var(y))
-    expr = sp.sympify(fit.sympy())
+    expr = fit.sympy()
     return Candidate(expr=expr, length=sp.count_ops(expr) + 1, complexity=float(law.n_constants),
                      fit_r2=1.0 - mse / var if var > 0 else 0.0, mse=mse, engine="structured",
                      seed=seed, text=shape.name, form=law.expr, values=dict(fit.params),
