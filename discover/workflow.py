@@ -24,7 +24,7 @@ import sympy
 
 from discover.data import check_table, constants_at_bounds, load_table, unit_hints
 from discover.export import write_atomic
-from discover.fit import FitResult, fit_law
+from discover.fit import FitResult, IdentifiabilityWarning, fit_law
 from discover.formula import parse_formula
 from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
 from discover.metrics import extrapolation_split, scores
@@ -417,7 +417,12 @@ def run_fit(
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes, **options)
     report = report_fit(chosen.name, fit, table, fit_mask, hold_mask, target)
     if bootstrap:
-        report.intervals = _jsonable(fit.bootstrap(n=int(bootstrap)).to_dict(orient="records"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IdentifiabilityWarning)
+            summary = fit.bootstrap(n=int(bootstrap))
+        report.notes += [str(w.message) for w in caught
+                         if issubclass(w.category, IdentifiabilityWarning)]  # fmt: skip
+        report.intervals = _jsonable(summary.to_dict(orient="records"))
     outcome = _outcome(
         "fit",
         source,
@@ -673,9 +678,11 @@ def format_outcome(outcome: Outcome) -> str:
             lines.append(f"   {'constant':<12}{'value':>14}{'se':>12}{'95% interval':>30}")
             for row in law.intervals:
                 band = f"[{_num(row.get('lo'))}, {_num(row.get('hi'))}]"
+                censored = row.get("censored")
+                mark = f"  {_CENSORED.get(censored, censored)}: one-sided" if censored else ""
                 lines.append(
                     f"   {row['constant']:<12}{_num(row.get('value')):>14}"
-                    f"{_num(row.get('se')):>12}{band:>30}"
+                    f"{_num(row.get('se')):>12}{band:>30}{mark}"
                 )
         for note in law.notes:
             lines.append(f"   note: {note}")
@@ -708,6 +715,9 @@ def _metrics_table(laws: list[LawReport]) -> str:
             f"  {'yes' if law.converged else 'no'}"
         )
     return "\n".join(rows)
+
+
+_CENSORED = {"lower": "at its lower bound", "upper": "at its upper bound", "both": "at both bounds"}
 
 
 def _format_checks(checks: dict) -> str:

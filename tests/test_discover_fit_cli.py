@@ -44,3 +44,15 @@ def test_loss_and_residual_options_reach_the_fit(csv, capsys):
     assert squared["beta"] != pytest.approx(huber["beta"], rel=1e-6)
     assert main(["compare", "--data", csv, "--laws", "chinchilla", "--loss", "absolute"]) == 0
     assert "chinchilla" in capsys.readouterr().out
+
+
+def test_a_constant_pinned_at_a_bound_is_marked_one_sided_and_named(csv, capsys):
+    # The data have no term in C*N; C rests on its lower bound 0 in every resample
+    formula = "L0 + A*N**(-alpha) + B*D**(-beta) + C*N"
+    args = ["fit", "--data", csv, "--formula", formula, "--bounds", "C=0:1",
+            "--bounds", "A=1:1e4:log", "--bounds", "B=1:1e4:log", "--bootstrap", "20"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.strip().startswith("C "))
+    assert "at its lower bound: one-sided" in line
+    assert "C is at its lower bound 0: not identifiable from these data; fix or tie it" in out
