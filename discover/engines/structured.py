@@ -197,7 +197,7 @@ def _count_laws(sizes: list[str], counts: list[str]) -> list[Shape]:
 
 
 def _bracket(x: str, role: str, prefix: str) -> tuple[str, dict]:
-    """The bracket of one non-monotonic factor: e*G + f/G, or m*S^2 + n*S (+ 1)."""
+    """The bracket of one non-monotonic factor: e*G + f/G, or m*S^2 + n*S."""
     if role == "fraction":
         return f"({prefix}m*{x}**2 + {prefix}n*{x})", {f"{prefix}m": _SIGNED, f"{prefix}n": _SIGNED}
     return f"({prefix}e*{x} + {prefix}f/{x})", {f"{prefix}e": _SCALE, f"{prefix}f": _SCALE}
@@ -222,13 +222,11 @@ def _bracket_laws(sizes: list[str], brackets: list[str], role: dict) -> list[Sha
     for i, _ in enumerate(data_size):
         tail_bounds |= {f"B{i}": _SCALE, f"b{i}": _EXPONENT}
     tail = f" + {tail}" if tail else ""
-    # Bracket times one size term, the data term added (needs a bracket with its own scale)
-    found.append(Shape(
-        f"L0 + [{'+'.join(brackets)}]*{main}^-a + data terms",
-        f"L0 + {bracket}*{main}**(-a){tail}",
-        {"L0": _LEVEL, "a": _EXPONENT} | bracket_bounds | tail_bounds))  # fmt: skip
-    if not scaled:
-        found.pop()
+    if scaled:  # bracket times one size term, the data term added (e*G + f/G sets the scale)
+        found.append(Shape(
+            f"L0 + [{'+'.join(brackets)}]*{main}^-a + data terms",
+            f"L0 + {bracket}*{main}**(-a){tail}",
+            {"L0": _LEVEL, "a": _EXPONENT} | bracket_bounds | tail_bounds))  # fmt: skip
     # Bracket times the size term, plus the size term on its own
     found.append(Shape(
         f"L0 + ([{'+'.join(brackets)}] + A)*{main}^-a + data terms",
