@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,12 @@ def _where(items: list[str], flag="--where", example="extra_step=249000") -> dic
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise InputError(f"{flag} {item!r} is not KEY=VALUE; write e.g. {flag} {example}")
-        pairs[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in pairs:
+            raise InputError(
+                f"{flag} gives {key!r} twice ({pairs[key]!r} and {value!r}); give each key once"
+            )
+        pairs[key] = value
     return pairs
 
 
@@ -229,9 +235,28 @@ def _print_outcome(outcome, as_json: bool) -> int:
     return 0
 
 
+def _output_folder(path: str | None, option: str) -> None:
+    """Refuse an output folder that cannot be written before any work is done."""
+    if path is None:
+        return
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{option} {folder} is a file, not a folder; choose a folder to write to")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"{option} {folder} cannot be created ({exc.strerror}); choose a writable folder"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {folder} is not writable; choose a writable folder")
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from discover.workflow import run_discover
 
+    _output_folder(args.out, "--out")
+    _check_time_limit(args.time_limit)
     outcome = run_discover(
         inputs=_names(args.inputs) if args.inputs else None,
         reference=args.law,
@@ -249,9 +274,15 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_time_limit(seconds: float | None) -> None:
+    if seconds is not None and not seconds > 0:
+        raise InputError(f"--time-limit must be a positive number of seconds, got {seconds}")
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from discover.workflow import run_fit
 
+    _output_folder(args.out, "--out")
     outcome = run_fit(
         law=args.law,
         formula=args.formula,
@@ -299,6 +330,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from discover.report import report_from_store
 
+    _output_folder(args.html, "--html")
+    _check_time_limit(args.time_limit)
     paths = report_from_store(
         args.html,
         source=args.data,

@@ -191,12 +191,18 @@ SCALE = Bounds(1e-4, 1e8, positive=True)
 IRREDUCIBLE = Bounds(0.0, 10.0)
 SIGNED = Bounds(-100.0, 100.0)
 _EXPONENT_NAMES = {"alpha", "beta", "gamma", "delta", "kappa", "nu", "rho", "tau", "p", "q"}
+#: Names of an irreducible loss: a loss floor cannot be negative.
+_IRREDUCIBLE_NAMES = {"L0", "Linf", "L_inf", "epsilon"}
 
 
 def default_bounds(name: str) -> Bounds:
-    """Bounds for a constant of a custom law: exponents by their Greek name, else signed."""
+    """Bounds for a constant of a custom law: exponents by their Greek name (0 to 2), an
+    irreducible loss by its name (``L0``, ``Linf``, ``L_inf``, ``epsilon``: 0 to 10), else signed
+    (-100 to 100)."""
     if name in _EXPONENT_NAMES or name.rstrip("0123456789_") in _EXPONENT_NAMES:
         return EXPONENT
+    if name in _IRREDUCIBLE_NAMES:
+        return IRREDUCIBLE
     return SIGNED
 
 

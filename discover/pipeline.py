@@ -445,21 +445,44 @@ EXTRAPOLATION_PROBES = (10.0, 100.0, 1000.0)
 
 
 def _stays_positive(fit, rows: pd.DataFrame, inputs) -> bool:
-    """Whether the law still predicts a positive, finite loss when every size factor it uses
-    (N, Na, D) is scaled up 10, 100 and 1000 times: a loss law that turns negative just past the
-    data (``c0 + c1*log(D)``, say) cannot be used to plan larger runs."""
+    """Whether the law predicts a positive, finite loss everywhere it will be used:
+
+    * at every row with each size factor it uses (N, Na, D) scaled up 10, 100 and 1000 times (a
+      law that turns negative just past the data, ``c0 + c1*log(D)``, cannot plan larger runs);
+    * between the data points: each input swept over a grid of its range (log-spaced for
+      positive inputs, and to 1000 times the largest value for a size factor) at the other
+      inputs of every distinct row (``c0 + c1/(c2 - log(N))`` has a pole between two model
+      sizes that no row sits on).
+    """
     sizes = [x for x in inputs if x in SIZE_FACTORS]
-    if not sizes:
-        return True
-    for factor in EXTRAPOLATION_PROBES:
+    for factor in EXTRAPOLATION_PROBES if sizes else ():
         probe = rows.copy()
         for x in sizes:
             probe[x] = probe[x] * factor
-        with np.errstate(all="ignore"):
-            predicted = fit.predict(probe)
-        if not np.all(np.isfinite(predicted) & (predicted > 0)):
+        if not _positive(fit, probe):
+            return False
+    distinct = rows.drop_duplicates(subset=list(inputs))
+    if len(distinct) > GRID_ROWS:
+        distinct = distinct.sample(GRID_ROWS, random_state=0)
+    for x in inputs:
+        column = rows[x].to_numpy(float)
+        lo, hi = float(column.min()), float(column.max()) * (1000.0 if x in SIZE_FACTORS else 1.0)
+        grid = np.geomspace(lo, hi, GRID_POINTS) if lo > 0 else np.linspace(lo, hi, GRID_POINTS)
+        probe = distinct.loc[distinct.index.repeat(GRID_POINTS)].copy()
+        probe[x] = np.tile(grid, len(distinct))
+        if not _positive(fit, probe):
             return False
     return True
+
+
+#: Points of the grid each input is swept over, and at most how many distinct rows it is swept at.
+GRID_POINTS, GRID_ROWS = 257, 200
+
+
+def _positive(fit, probe: pd.DataFrame) -> bool:
+    with np.errstate(all="ignore"):
+        predicted = fit.predict(probe)
+    return bool(np.all(np.isfinite(predicted) & (predicted > 0)))
 
 
 def _front(rows: list[dict], tie_tolerance: float, one_se: bool, var_y: float) -> pd.DataFrame:
@@ -474,8 +497,9 @@ def _front(rows: list[dict], tie_tolerance: float, one_se: bool, var_y: float) -
     candidates = sane or rows  # a law that turns negative is chosen only if every one does
     best = max(candidates, key=lambda row: row["inner_extrap_r2"])
     for row in rows:
-        diff = row["sq_err"] - best["sq_err"]
-        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)) / var_y) if len(diff) > 1 else 0.0
+        with np.errstate(invalid="ignore", over="ignore"):  # a form may predict inf somewhere
+            diff = row["sq_err"] - best["sq_err"]
+            se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)) / var_y) if len(diff) > 1 else 0.0
         row["tie_margin"] = max(tie_tolerance, se if one_se and np.isfinite(se) else 0.0)
     tied = [
         r for r in candidates if r["inner_extrap_r2"] >= best["inner_extrap_r2"] - r["tie_margin"]

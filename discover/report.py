@@ -141,11 +141,13 @@ def report_from_store(
     ``time_limit`` seconds, both holding out the largest fifth of runs by N.
     """
     from discover.data import load_table
-    from discover.workflow import load_outcome, run_discover, run_fit
+    from discover.workflow import load_outcome, run_discover, run_fit, select_rows, use_columns
 
     table = load_table(source)
     if result is not None:
         outcome = load_outcome(result)
+        split = outcome.settings.get("split", {})
+        table = use_columns(select_rows(table, split.get("where")), split.get("columns"))
     elif discover:
         outcome = run_discover(source, time_limit=time_limit, seeds=(seed,))
     else:

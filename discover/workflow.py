@@ -367,6 +367,10 @@ def run_discover(
         settings={**found.settings, "reference": reference, "timings": found.timings},
         checks=checks,
     )
+    _record_split(outcome, where, columns, holdout_quantile, holdout_threshold)
+    for law in outcome.laws:
+        if law.name == "discovered" and not law.converged:
+            law.notes.append(f"the fit did not converge: {found.best.message}")
     if out_dir is not None:
         save_outcome(outcome, out_dir)
     return outcome
@@ -434,6 +438,7 @@ def run_fit(
         chosen=chosen.name,
         notes=notes,
     )
+    _record_split(outcome, where, columns, holdout_quantile, holdout_threshold)
     if out_dir is not None:
         save_outcome(outcome, out_dir)
     return outcome
@@ -480,7 +485,7 @@ def run_compare(
         )
         for law in chosen
     ]
-    return _outcome(
+    outcome = _outcome(
         "compare",
         source,
         target,
@@ -490,6 +495,25 @@ def run_compare(
         laws=reports,
         notes=notes,
     )
+    return _record_split(outcome, where, columns, holdout_quantile, holdout_threshold)
+
+
+def _record_split(outcome, where, columns, quantile, threshold) -> Outcome:
+    """Keep the rows' selection and column mapping with the result, so that exports and reports
+    read the same columns: a law fitted with ``N`` read from ``Na`` exports ``COLUMNS = {"N":
+    "Na"}``."""
+    outcome.settings["split"] = {
+        "where": dict(where or {}),
+        "columns": dict(columns or {}),
+        "holdout_threshold": None if threshold is None else float(threshold),
+        "holdout_quantile": None if threshold is not None else float(quantile),
+    }
+    if threshold is not None:
+        outcome.holdout["threshold"] = float(threshold)
+    for law in outcome.laws:
+        mapped = {sym: col for sym, col in (columns or {}).items() if sym in law.inputs}
+        law.columns = {**law.columns, **mapped}
+    return outcome
 
 
 def _law_from_args(

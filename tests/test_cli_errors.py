@@ -150,3 +150,26 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
     assert main(["sweep", str(spec), "--dry-run"]) == 0
     assert "1 of 1 runs to train" in capsys.readouterr().out
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["discover", "--out", "{file}"], ["--out", "is a file, not a folder"]),
+        (["fit", "--law", "chinchilla", "--out", "{file}/sub"], ["--out", "cannot be created"]),
+        (["report", "--html", "{file}"], ["--html", "is a file, not a folder"]),
+        (["discover", "--time-limit", "-1"], ["--time-limit", "positive", "-1"]),
+        (["fit", "--law", "chinchilla", "--where", "G=4", "--where", "G=8"],
+         ["--where", "'G' twice", "'4'", "'8'"]),
+    ],
+)  # fmt: skip
+def test_bad_output_folders_and_options_are_refused_before_any_work(tmp_path, capsys, argv,
+                                                                     words):  # fmt: skip
+    # These used to run the whole job (20-30 s) and then end in a traceback, or silently keep
+    # the last of two --where values for one column.
+    taken = tmp_path / "taken.csv"
+    taken.write_text("a file where a folder is expected\n")
+    argv = [a.replace("{file}", str(taken)) for a in argv]
+    code, err = _run(capsys, argv)
+    _assert_one_line(code, err, *words)
+    assert taken.read_text() == "a file where a folder is expected\n"

@@ -87,3 +87,13 @@ def test_fix_holds_constants():
         get_law("chinchilla").reference.items() if k != "L0"}  # fmt: skip
     with pytest.raises(InputError, match="no constant.*'Q'"):
         get_law("chinchilla").fix(Q=1.0)
+
+
+def test_an_irreducible_loss_in_a_formula_cannot_go_negative():
+    # A formula's L0 used to get the signed default (-100, 100); a fit returned L0 = -1.26
+    from discover.laws import IRREDUCIBLE, default_bounds
+
+    law = law_from_expr("L0 + A*N**(-alpha)", ["N"])
+    assert law.constants["L0"] == IRREDUCIBLE and IRREDUCIBLE.lo == 0.0
+    assert default_bounds("epsilon") == IRREDUCIBLE
+    assert default_bounds("A").lo == -100.0

@@ -136,6 +136,22 @@ def test_laws_that_turn_negative_beyond_the_data_are_flagged():
     assert _stays_positive(stays_above, rows, ["D"])
 
 
+def test_laws_with_a_pole_between_the_data_points_are_flagged():
+    # 2.1065 + 0.6238/(147.33 - 12.234*log(N)) was chosen once: fine at every row, but its
+    # denominator is zero at N = 1.70e5, between the runs at 1e5 and 2e5.
+    from discover.fit import FitResult
+    from discover.formula import parse_formula
+    from discover.laws import law_from_expr
+    from discover.pipeline import _stays_positive
+
+    rows = pd.DataFrame({"N": [1.0e5, 1.01e5, 2.0e5, 2.02e5, 3.9e5], "E": [16.0] * 5})
+    pole = law_from_expr(parse_formula("c0 + c1/(c2 - c3*log(N))"), ["N"])
+    fit = FitResult(pole, {"c0": 2.1065, "c1": 0.6238, "c2": 147.33, "c3": 12.234}, 0.0, True,
+                    "", 0)  # fmt: skip
+    assert np.all(fit.predict(rows) > 0)  # every row looks fine
+    assert not _stays_positive(fit, rows, ["N"])
+
+
 def test_candidates_with_overflowing_constants_are_dropped_not_fatal():
     # An engine printed -2.26e+1442/D**627.7: its value is -inf as a float, and used to make the
     # re-fit bounds (lo=-inf, hi=nan) abort the whole discovery.

@@ -125,3 +125,32 @@ def test_compare_prints_one_table_of_laws_by_metrics(planted):
     assert rows["moe_joint"][1] == "12"
     assert float(rows["moe_joint"][4]) == pytest.approx(ref.holdout["r2"], abs=1e-4)
     assert float(rows["moe_joint"][6]) == pytest.approx(ref.optima["G*"], abs=1e-4)
+
+
+def test_a_column_mapping_travels_with_the_result_into_exports(tmp_path):
+    # Clark et al.'s N is moelaw's Na: fitted with --use N=Na, the exported function must read
+    # Na from a table, not the table's own (different) N column.
+    import importlib.util
+
+    from discover.workflow import export_saved, run_fit
+
+    rng = np.random.default_rng(0)
+    na = 10 ** rng.uniform(7, 9, 60)
+    e = 2.0 ** rng.integers(0, 9, 60)
+    table = pd.DataFrame({"Na": na, "N": na * e, "E": e, "step": 1})
+    table["loss"] = 1.6 + 40 * table["Na"] ** -0.2 * table["E"] ** -0.08
+    csv = tmp_path / "runs.csv"
+    table.to_csv(csv, index=False)
+    outcome = run_fit(str(csv), law="moe_powerlaw4", columns={"N": "Na"}, where={"step": 1},
+                      holdout_threshold=5e8, out_dir=tmp_path / "fit")  # fmt: skip
+    split = {"where": {"step": 1}, "columns": {"N": "Na"}, "holdout_threshold": 5e8,
+             "holdout_quantile": None}  # fmt: skip
+    assert outcome.settings["split"] == split
+    assert outcome.holdout["threshold"] == 5e8
+    assert outcome.laws[0].columns == {"N": "Na"}
+    export_saved(tmp_path / "fit" / "fit.json", tmp_path / "law")
+    spec = importlib.util.spec_from_file_location("law", tmp_path / "law" / "law.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.COLUMNS["N"] == "Na"
+    np.testing.assert_allclose(module.predict(table), table["loss"], rtol=1e-6)
