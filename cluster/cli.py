@@ -236,20 +236,22 @@ def _print_outcome(outcome, as_json: bool) -> int:
 
 
 def _output_folder(path: str | None, option: str) -> None:
-    """Refuse an output folder that cannot be written before any work is done."""
+    """Refuse an output folder that cannot be written, before any work is done (nothing is
+    created here: a job that fails later leaves no empty folder behind)."""
     if path is None:
         return
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} {folder} is a file, not a folder; choose a folder to write to")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
         raise InputError(
-            f"{option} {folder} cannot be created ({exc.strerror}); choose a writable folder"
-        ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {folder} is not writable; choose a writable folder")
+            f"{option} {folder} cannot be created: {existing} is a file; choose a writable folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {folder}: {existing} is not writable; choose a writable folder")
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
