@@ -131,12 +131,17 @@ def _limit(expr, inputs, medians) -> tuple[float | None, str]:
             return (math.inf if value == sp.oo else -math.inf), "symbolic"
     except (NotImplementedError, TypeError, ValueError, RecursionError, TimeoutError):
         pass
-    # Numeric: the value at t = 1e10, 1e20, 1e30 must settle (relative change < 1e-6)
+    # Numeric: the value at t = 1e100, 1e200, 1e300 must settle (relative change < 1e-6); power
+    # laws with small exponents approach their floor slowly, so the probes go far out
     with np.errstate(all="ignore"):
-        probes = np.asarray(sp.lambdify(t, scaled, "numpy")(np.array([1e10, 1e20, 1e30])), float)
+        probes = np.asarray(sp.lambdify(t, scaled, "numpy")(np.array(NUMERIC_PROBES)), float)
     last = probes[-1]
     settled = np.all(np.isfinite(probes)) and abs(last - probes[-2]) <= 1e-6 * max(abs(last), 1e-12)
     return (float(last) if settled else None), "numeric"
+
+
+#: Scale factors of N and D at which a limit that sympy cannot take is read off numerically.
+NUMERIC_PROBES = (1e100, 1e200, 1e300)
 
 
 #: Seconds sympy may spend on one limit before the numeric probe is used instead.

@@ -217,6 +217,13 @@ def report_fit(name: str, fit: FitResult, table, fit_mask, hold_mask, target) ->
         optima=optima,
         columns=dict(fit.columns),
     )
+    n_fit = int(np.count_nonzero(fit_mask))
+    if n_fit <= law.n_constants:
+        notes.append(
+            f"{law.n_constants} constants fitted to {n_fit} rows: the law can pass through every "
+            "fitting row, so its fit R² and RMSE say nothing; add runs or fit a law with fewer "
+            "constants"
+        )
     report.notes = notes
     return report
 

@@ -56,3 +56,14 @@ def test_a_constant_pinned_at_a_bound_is_marked_one_sided_and_named(csv, capsys)
     line = next(row for row in out.splitlines() if row.strip().startswith("C "))
     assert "at its lower bound: one-sided" in line
     assert "C is at its lower bound 0: not identifiable from these data; fix or tie it" in out
+
+
+def test_more_constants_than_fitting_rows_is_said_plainly(tmp_path, capsys):
+    # Chinchilla's 5 constants on 2 fitting rows printed R² 1.0000 with no warning
+    path = tmp_path / "three.csv"
+    pd.DataFrame({"N": [1e7, 1e8, 1e9], "D": [1e9, 1e10, 1e11], "loss": [3.0, 2.6, 2.3]}).to_csv(
+        path, index=False
+    )
+    assert main(["fit", "--data", str(path), "--law", "chinchilla"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "5 constants fitted to 2 rows" in out and "say nothing" in out

@@ -157,3 +157,15 @@ def test_joint_law_checks_give_its_optima():
     bracket = c["e"] * m["G"] + c["f"] / m["G"] + c["m"] * m["S"] ** 2 + c["n"] * m["S"]
     expected = c["epsilon"] + bracket * c["h"] * m["Na"] / m["N"]
     assert checked["limit"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_limit_of_a_law_sympy_cannot_take_is_read_off_numerically():
+    # L0 + A N^-a (1 + E/K)^(-b + g log N) approaches L0 slowly: probes at N ~ 1e30 had not
+    # settled, and the checks printed no limit although it exists.
+    from discover.checks import _limit
+
+    law = law_from_expr("L0 + A*N**(-a)*(1 + E/K)**(-b + g*log(N))", ["N", "E"])
+    params = dict(L0=1.7353, A=54.717, a=0.21497, K=1 / 0.90168, b=0.047673, g=-0.0029682)
+    expr = law.substitute(params)
+    value, method = _limit(expr, ["N", "E"], {"N": 3e8, "E": 32.0})
+    assert value == pytest.approx(1.7353, rel=1e-6)
