@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import sympy as sp
 
-from discover.candidates import parametrize
+from discover.candidates import factor_symbol, parametrize
 from discover.optima import optimum
 from results.errors import InputError
 
@@ -80,15 +80,9 @@ def check_law(fit, data: pd.DataFrame, n_grid: int = 64) -> dict:
     return out
 
 
-def _symbol(name: str) -> sp.Symbol:
-    from discover.candidates import factor_symbol
-
-    return factor_symbol(name)
-
-
 def _derivative_sign(expr, x, column, medians, data, fit, n_grid) -> str:
     """Sign of dL/dx over the rows' other inputs and a grid of x up to BEYOND times its maximum."""
-    sym = _symbol(x)
+    sym = factor_symbol(x)
     derivative = sp.diff(expr, sym)
     if derivative == 0:
         return "zero"
@@ -120,8 +114,8 @@ def _limit(expr, inputs, medians) -> tuple[float | None, str]:
     if not sizes:
         return None, "none"
     t = sp.Symbol("t", positive=True)
-    scaled = expr.subs({_symbol(x): medians[x] * t for x in sizes})
-    scaled = scaled.subs({_symbol(x): v for x, v in medians.items() if x not in sizes})
+    scaled = expr.subs({factor_symbol(x): medians[x] * t for x in sizes})
+    scaled = scaled.subs({factor_symbol(x): v for x, v in medians.items() if x not in sizes})
     try:
         with _time_limit(LIMIT_SECONDS):
             value = sp.limit(scaled, t, sp.oo)
@@ -196,7 +190,7 @@ def same_form(a: sp.Expr, b: sp.Expr, inputs) -> bool:
     Both are expanded and simplified, their numbers replaced by free constants in a canonical
     order, and compared; the names of the inputs must match.
     """
-    keep = {_symbol(x) for x in inputs}
+    keep = {factor_symbol(x) for x in inputs}
     forms = []
     for expr in (a, b):
         expr = _expression(expr)

@@ -170,7 +170,7 @@ def discover_law(
     timings: dict[str, float] = {}
     inputs = _inputs(data, inputs, target)
     engines = _engines(engine, engines)
-    options = _engine_options(engine_options, engines)
+    options = per_engine_options(engine_options, engines)
     if weighting not in WEIGHTINGS:
         raise InputError(f"weighting={weighting!r} is not one of {list(WEIGHTINGS)}")
     settings = dict(inputs=list(inputs), target=target, holdout_factor=holdout_factor,
@@ -313,8 +313,9 @@ def _engines(engine: str | None, engines) -> tuple[str, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
-def _engine_options(options: dict | None, engines: tuple[str, ...]) -> dict[str, dict]:
-    """Options per engine; a flat dict is pyoperon's (the only engine it used to have)."""
+def per_engine_options(options: dict | None, engines=ENGINES) -> dict[str, dict]:
+    """Options keyed by each of ``engines``; a flat dict is pyoperon's (the only engine it used to
+    have)."""
     options = dict(options or {})
     if options and not set(options) <= set(ENGINES):
         options = {"pyoperon": options}

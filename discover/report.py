@@ -657,11 +657,8 @@ def _write(out_dir: Path, images: dict[str, bytes], page: str) -> dict[str, Path
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, data in images.items():
-        paths[name] = _write_atomic(out_dir / f"{name}.png", data)
-    paths["page"] = _write_atomic(out_dir / PAGE, page.encode("utf-8"))
+        paths[name] = out_dir / f"{name}.png"
+        write_atomic(paths[name], data)
+    paths["page"] = out_dir / PAGE
+    write_atomic(paths["page"], page)
     return paths
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    write_atomic(path, data)
-    return path

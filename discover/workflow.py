@@ -323,6 +323,7 @@ def run_discover(
     """
     from discover.checks import compare_laws
     from discover.estimator import LawRegressor
+    from discover.pipeline import per_engine_options
 
     ref_law = get_law(reference)
     table = load_runs(source, where, columns)
@@ -347,10 +348,10 @@ def run_discover(
         laws.append(report_fit(reference, ref_fit, table, fit_mask, hold_mask, target))
 
     # 2. The discovered law.
-    options = _per_engine(engine_options)
+    options = per_engine_options(engine_options)
     if time_limit is not None:
-        for name in ("pyoperon", "structured", "pysr"):
-            options.setdefault(name, {}).setdefault("time_limit", time_limit)
+        for name in options:
+            options[name].setdefault("time_limit", time_limit)
     model = LawRegressor(inputs, holdout_factor=holdout_factor, max_constants=max_constants,
                          seeds=tuple(seeds), engines=engines, engine_options=options or None,
                          n_jobs=n_jobs)  # fmt: skip
@@ -381,16 +382,6 @@ def run_discover(
     if out_dir is not None:
         save_outcome(outcome, out_dir)
     return outcome
-
-
-def _per_engine(options: dict | None) -> dict:
-    """Engine options keyed by engine; a flat dict is pyoperon's."""
-    from discover.pipeline import ENGINES
-
-    options = dict(options or {})
-    if options and not set(options) <= set(ENGINES):
-        return {"pyoperon": options}
-    return {k: dict(v) for k, v in options.items()}
 
 
 def run_fit(

@@ -12,7 +12,7 @@ from discover.engines.structured import roles, run_structured, shapes
 from discover.fit import FitResult
 from discover.laws import get_law, law_from_expr
 from discover.optima import optimum
-from discover.pipeline import _engine_options, _engines, configuration_weights, discover_law
+from discover.pipeline import _engines, configuration_weights, discover_law, per_engine_options
 from results.errors import InputError
 
 
@@ -98,7 +98,7 @@ def test_engine_choice_is_checked():
     with pytest.raises(InputError, match="not both"):
         _engines("pyoperon", ["structured"])
     # A flat options dict is pyoperon's, as before engines could be chosen
-    assert _engine_options({"generations": 5}, ("pyoperon", "structured")) == {
+    assert per_engine_options({"generations": 5}, ("pyoperon", "structured")) == {
         "pyoperon": {"generations": 5},
         "structured": {},
     }

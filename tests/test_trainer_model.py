@@ -1,11 +1,12 @@
-"""Model: dispatch paths agree, dense limit, routing, load balance, causality."""
+"""Model: dispatch paths agree, routing, load balance, causality (the dense limit, with its
+gradients, is in test_trainer_moe.py)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from trainer.config import ModelConfig
-from trainer.model import MoE, MoETransformer, SwiGLU, grouped_mm_supported
+from trainer.model import MoE, MoETransformer, grouped_mm_supported
 
 needs_grouped = pytest.mark.skipif(
     not grouped_mm_supported("cpu", torch.float32), reason="torch lacks CPU fp32 grouped_mm"
@@ -49,23 +50,6 @@ def test_grouped_backward_survives_zero_stride_gradient():
     y, _ = moe(x)
     y.sum().backward()  # the gradient of .sum() has zero strides
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("dispatch", ["loop", "auto"])
-def test_dense_limit_is_a_plain_swiglu(dispatch):
-    torch.manual_seed(1)
-    c = cfg(n_experts=1, top_k=1, d_expert=64)
-    moe = MoE(c, dispatch=dispatch)
-    torch.nn.init.normal_(moe.w13_EDF, std=0.1)
-    torch.nn.init.normal_(moe.w2_EFD, std=0.1)
-    dense = SwiGLU(32, 64)
-    with torch.no_grad():
-        dense.w13.weight.copy_(moe.w13_EDF[0].T)
-        dense.w2.weight.copy_(moe.w2_EFD[0].T)
-    x = torch.randn(2, 7, 32)
-    y, balance = moe(x)
-    torch.testing.assert_close(y, dense(x), atol=1e-6, rtol=1e-5)
-    assert balance.item() == pytest.approx(1.0)
 
 
 def test_routing_picks_top_k_with_ties_to_lower_index():
