@@ -7,8 +7,11 @@ full-data optimum, and the L-BFGS-B refits are spread over worker processes. Fro
 constants ``theta*_b`` (``b = 1..B``, converged refits only) and the full-data fit ``theta``:
 
 - ``se``: standard deviation of ``theta*_b``;
-- derived optima (``G*``, ``S*``) where the law gives them in closed form, free of the inputs:
-  the closed form evaluated at every resample's constants, then treated like a constant;
+- derived optima (``G*``, ``S*``) where the law gives its stationary points in closed form,
+  free of the inputs: per resample, the minimiser over the range of the factor in the fitted
+  rows, or beyond its lower / upper end where the loss has no minimum inside and is lowest at
+  that end (:func:`discover.optima.optima_in_range`); then treated like a constant whose search
+  bounds are the ends of that range (below);
 - ``lo``, ``hi``: the interval of ``method`` at coverage ``level`` (two-sided, ``alpha = (1 -
   level)/2`` in each tail; ``Phi`` the standard normal distribution function):
 
@@ -38,6 +41,15 @@ quantile is the other bound), and an :class:`~discover.fit.IdentifiabilityWarnin
 Where at least ``level`` of the refits rest on the bound, the quantile is the bound itself; the
 free end is then the farthest refit, so the interval never collapses to ``[bound, bound]``.
 
+A derived optimum is censored the same way at an end of the sampled range: when the fit has no
+minimum inside the range, or more than ``alpha`` of the resamples lie beyond an end, its interval
+runs from the ``level`` quantile to that end (the resamples beyond it counted at it), ``se`` is
+NaN, and so is ``value`` when the fit's optimum lies beyond. Its ``note`` says where, e.g. ``"no
+minimum inside [1, 16]; > 16 at the fit and in 83% of resamples"``; the refits keep ``-inf`` /
+``+inf`` for those beyond the lower / upper end. With fewer beyond, those are placed on the end
+they lie beyond and the two-sided interval is taken as usual (quantiles inside the range do not
+move).
+
 Example::
 
     fit = fit_law(get_law("chinchilla"), table)
@@ -60,11 +72,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
-import sympy
 from scipy.special import ndtr, ndtri
 
-from discover.formula import symbol
 from discover.identify import at_bound, bound_finding
+from discover.laws import Bounds
 from discover.lm import GRAD_TOL, refine
 from results.errors import InputError
 
@@ -110,11 +121,12 @@ def bootstrap(fit, n: int = 1000, *, seed: int = 0, level: float = 0.95, workers
     Returns
     -------
     pandas.DataFrame
-        Columns ``constant, value, se, lo, hi, n_ok, method, censored`` (``n_ok`` resamples
-        whose refit converged; ``censored`` ``"lower"``/``"upper"`` for a one-sided interval
-        whose end is that bound of the search interval, ``"both"`` when both ends are
-        bounds, else ``""``). The refitted constants of
-        every resample are kept in ``fit.bootstrap_samples``.
+        Columns ``constant, value, se, lo, hi, n_ok, method, censored, note`` (``n_ok``
+        resamples whose refit converged; ``censored`` ``"lower"``/``"upper"`` for a one-sided
+        interval whose end is that bound of the search interval, or that end of the sampled
+        range for ``G*`` and ``S*``, ``"both"`` when both ends are bounds, else ``""``;
+        ``note`` where ``G*`` or ``S*`` lies beyond the sampled range, else ``""``). The
+        refitted constants of every resample are kept in ``fit.bootstrap_samples``.
 
     Warns
     -----
@@ -281,18 +293,19 @@ def _checked(fit, n, level, method):
 def _replicates(fit, counts, workers, maxiter, derived) -> pd.DataFrame:
     """Refit the law once per row of ``counts`` (row weights); constants and derived optima.
 
-    The full-data values of every column are kept in the frame's ``attrs["values"]``.
+    The full-data values of every column are kept in the frame's ``attrs["values"]``, the
+    sampled range of each derived optimum's factor in ``attrs["ranges"]``.
     """
     problem = fit.problem
     thetas, ok = _refit_all(problem, problem.theta(fit.params), counts, workers, maxiter)
     names = list(fit.law.constants)
     samples = pd.DataFrame(problem.constants(thetas), columns=names)
     samples["converged"] = ok
-    values = dict(fit.params)
+    values, ranges = dict(fit.params), {}
     if derived:
-        for name, column, value in _derived(fit, samples[names]):
-            samples[name], values[name] = column, value
-    samples.attrs["values"] = values
+        for name, column, value, span in _derived(fit, samples[names]):
+            samples[name], values[name], ranges[name] = column, value, span
+    samples.attrs["values"], samples.attrs["ranges"] = values, ranges
     return samples
 
 
@@ -342,23 +355,32 @@ def _polish_chunk(problem, starts, counts, maxiter):
 
 
 def _derived(fit, samples: pd.DataFrame):
-    """(name, per-resample values, point value) of G* and S* where a closed form exists."""
-    from discover.optima import optimum_formula
+    """(name, per-resample values, point value, sampled range) of G* and S*, where the law gives
+    its stationary points in closed form.
 
+    Each value is the minimiser over the range of the factor in the fitted rows, or -inf / +inf
+    where the lowest loss on that range is at its lower / upper end
+    (:func:`discover.optima.optima_in_range`; curvature and losses at the medians of the other
+    inputs).
+    """
+    from discover.optima import optima_in_range
+
+    inputs, x = list(fit.law.inputs), fit.problem.x
+    medians = {name: float(np.median(values)) for name, values in zip(inputs, x, strict=True)}
+    # The full-data fit first, then every resample.
+    constants = {c: np.concatenate([[fit.params[c]], samples[c].to_numpy(float)])
+                 for c in fit.law.constants}  # fmt: skip
     out = []
     for var in ("G", "S"):
-        if var not in fit.law.inputs:
+        if var not in inputs:
             continue
-        formula = optimum_formula(fit.law, var, fit.params)
-        if formula is None:
+        span = (float(np.min(x[inputs.index(var)])), float(np.max(x[inputs.index(var)])))
+        if not span[0] < span[1]:
+            log.info("%s takes one value in the fitted rows; %s* is not bootstrapped", var, var)
             continue
-        f = sympy.lambdify([symbol(c) for c in fit.law.constants], formula, "numpy")
-        with np.errstate(all="ignore"):
-            args = [samples[c].to_numpy(complex) for c in fit.law.constants]
-            column = np.asarray(f(*args), complex)
-            point = complex(f(*[complex(fit.params[c]) for c in fit.law.constants]))
-        column = np.where(np.abs(np.imag(column)) > 1e-12, np.nan, np.real(column))
-        out.append((f"{var}*", np.broadcast_to(column, len(samples)), point.real))
+        found = optima_in_range(fit.law, var, constants, span, medians)
+        if found is not None:
+            out.append((f"{var}*", found[1:], float(found[0]), span))
     return out
 
 
@@ -366,25 +388,89 @@ def _summary(fit, samples, jack, level, method) -> pd.DataFrame:
     """One row per constant (and derived optimum): value, standard error, interval, censoring."""
     ok = samples["converged"].to_numpy(bool)
     jack_ok = jack["converged"].to_numpy(bool) if jack is not None else None
+    ranges = samples.attrs.get("ranges", {})
     rows = []
     for name, value in samples.attrs["values"].items():
+        if name in ranges:
+            loo = None if jack is None else jack[name].to_numpy(float)[jack_ok]
+            rows.append(_optimum_row(name, value, samples[name].to_numpy(float)[ok], ranges[name],
+                                     loo, level, method))  # fmt: skip
+            continue
         column = samples[name].to_numpy(float)[ok]
         column = column[np.isfinite(column)]
         bounds = fit.law.constants.get(name)
         side = _censoring(value, column, bounds, level) if column.size else 0
-        if not column.size:
-            lo = hi = np.nan
-        elif side:
-            lo, hi = _one_sided(column, bounds, side, level)
-            side = 2 if int(at_bound(hi if side < 0 else lo, bounds)) == -side else side
-        else:
-            loo = None if jack is None else jack[name].to_numpy(float)[jack_ok]
-            lo, hi = interval(column, value, level, method, loo)
+        loo = None if jack is None else jack[name].to_numpy(float)[jack_ok]
+        lo, hi, side = _censored_interval(column, value, bounds, side, level, method, loo)
         se = float(np.std(column, ddof=1)) if column.size > 1 else np.nan
         rows.append({"constant": name, "value": float(value), "se": se, "lo": float(lo),
                      "hi": float(hi), "n_ok": int(column.size), "method": method,
-                     "censored": {-1: "lower", 1: "upper", 2: "both"}.get(side, "")})  # fmt: skip
+                     "censored": _SIDES.get(side, ""), "note": ""})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+_SIDES = {-1: "lower", 1: "upper", 2: "both"}
+
+
+def _censored_interval(column, value, bounds, side, level, method, loo):
+    """``(lo, hi, side)``: one-sided at ``side`` (-1 / +1) of ``bounds`` (``side`` becomes 2 when
+    the free end also reaches a bound), else the two-sided interval of ``method``."""
+    if not column.size:
+        return np.nan, np.nan, side
+    if side:
+        lo, hi = _one_sided(column, bounds, side, level)
+        return lo, hi, 2 if int(at_bound(hi if side < 0 else lo, bounds)) == -side else side
+    lo, hi = interval(column, value, level, method, loo)
+    return lo, hi, side
+
+
+def _optimum_row(name, value, replicates, span, loo, level, method) -> dict:
+    """The summary row of a derived optimum (``G*``, ``S*``), censored at the ends of ``span``.
+
+    ``value`` and ``replicates`` are minimisers inside ``span``, or -inf / +inf where the lowest
+    loss on it is at its lower / upper end. These count as censored at that end, by the rule for
+    constants at a bound (:func:`_censoring`, :func:`_one_sided`, with the ends of the range as
+    the bounds): the interval is one-sided when the fit, or more than ``(1 - level)/2`` of the
+    resamples, lie beyond an end. Otherwise the interval of ``method`` is taken with those beyond
+    an end placed on it (quantiles inside the range do not move).
+    """
+    column = replicates[~np.isnan(replicates)]
+    edges = Bounds(*span)
+    clipped = np.clip(column, *span)
+    share = {s: float(np.mean(column == s * np.inf)) if column.size else 0.0 for s in (-1, 1)}
+    fitted = int(np.sign(value)) if np.isinf(value) else 0
+    side = fitted or max(share, key=share.get)
+    if not fitted and share[side] <= (1 - level) / 2:
+        side = 0
+    loo = None if loo is None else np.clip(loo[~np.isnan(loo)], *span)
+    lo, hi, side = _censored_interval(clipped, value, edges, side, level, method, loo)
+    se = float(np.std(clipped, ddof=1)) if column.size > 1 and not side else np.nan
+    return {"constant": name, "value": float(value) if np.isfinite(value) else np.nan, "se": se,
+            "lo": float(lo), "hi": float(hi), "n_ok": int(column.size), "method": method,
+            "censored": _SIDES.get(side, ""),
+            "note": _beyond_note(span, fitted, share)}  # fmt: skip
+
+
+def _beyond_note(span, fitted: int, share: dict) -> str:
+    """Where the optimum lies beyond the sampled range, e.g. ``"no minimum inside [1, 16]; > 16
+    at the fit and in 83% of resamples"`` (``share``: side -1 / +1 to the share of resamples
+    beyond that end); empty when the fit and every resample are inside."""
+    ends = {1: (f"> {span[1]:g}", share[1]), -1: (f"< {span[0]:g}", share[-1])}
+    parts = []
+    for side in sorted((1, -1), key=lambda s: (s != fitted, -ends[s][1])):
+        end, share = ends[side]
+        if side == fitted:
+            parts.append(f"{end} at the fit and in {_percent(share)}")
+        elif share > 0:
+            parts.append(f"{end} in {_percent(share)}")
+    if not parts:
+        return ""
+    head = "no minimum" if fitted else "minimum"
+    return f"{head} inside [{span[0]:g}, {span[1]:g}]; " + ", ".join(parts) + " of resamples"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.3g}%"
 
 
 def _censoring(value, column, bounds, level) -> int:
@@ -418,7 +504,7 @@ def _warn_censored(fit, table: pd.DataFrame) -> None:
 
     sides = {"lower": (-1,), "upper": (1,), "both": (-1, 1)}
     findings = [bound_finding(row.constant, side, fit.law.constants[row.constant])
-                for row in table.itertuples() if row.censored
+                for row in table.itertuples() if row.censored and row.constant in fit.law.constants
                 for side in sides[row.censored]]  # fmt: skip
     if findings:
         warnings.warn(f"law {fit.law.name!r}, bootstrap: " + "; ".join(findings)

@@ -464,7 +464,8 @@ def _identify(problem: _Problem, theta: np.ndarray) -> list[str]:
         warnings.warn(
             f"law {problem.law.name!r}: the data cannot identify every constant: "
             + "; ".join(issues)
-            + ". Fix one constant of each group (law.fix(name=value)) or tie them, "
+            + ". Fix one constant of each group (write its value into `moelaw fit --formula` "
+            "on the command line, law.fix(NAME=value) in Python) or tie them, "
             "or add runs that vary the inputs they multiply",
             IdentifiabilityWarning,
             stacklevel=3,
@@ -589,9 +590,14 @@ def _check_convergence(result, gradient, problem: _Problem, grad_tol: float) -> 
         issues.append(f"L-BFGS-B stopped after {result.nit} iterations: {result.message}")
     if not gradient_ok:
         issues.append(f"projected gradient {g_max:.3g} exceeds {tol:.3g}")
-    names = list(problem.law.constants)
-    edge = [f"{n} at its {'lower' if lo else 'upper'} bound" for n, lo, hi in
-            zip(names, at_lo, at_hi, strict=True) if lo or hi]  # fmt: skip
+    constants = problem.law.constants
+    edge = {n: ("lower", constants[n].lo) if lo else ("upper", constants[n].hi)
+            for n, lo, hi in zip(constants, at_lo, at_hi, strict=True) if lo or hi}  # fmt: skip
     if edge:
-        issues.append(", ".join(edge) + "; widen the bounds with law.with_bounds(...)")
+        where = [f"{n} at its {side} bound {value:.4g}" for n, (side, value) in edge.items()]
+        wider = " ".join(f"--bounds {n}=LO:HI" for n in edge)
+        issues.append(
+            ", ".join(where) + f"; widen the bounds: add `{wider}` to `moelaw fit` on the "
+            "command line, law.with_bounds(NAME=Bounds(lo, hi)) in Python"
+        )
     return not issues, "; ".join(issues) if issues else "converged"

@@ -40,11 +40,15 @@ class Bounds:
 
     def __post_init__(self):
         if not self.lo < self.hi:
-            raise InputError(f"bounds need lo < hi, got lo={self.lo}, hi={self.hi}")
+            raise InputError(
+                f"bounds need lo < hi, got lo={self.lo}, hi={self.hi}; put the smaller number "
+                "first (--bounds NAME=LO:HI on the command line, Bounds(lo, hi) in Python)"
+            )
         if self.positive and self.lo <= 0:
             raise InputError(
                 f"a positive (log-space) constant needs lo > 0, got lo={self.lo}; "
-                "use positive=False for a constant that may be zero or negative"
+                "give a positive lo, or fit the constant in linear space if it may be zero or "
+                "negative (drop ':log' from --bounds on the command line, positive=False in Python)"
             )
 
 

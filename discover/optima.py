@@ -191,6 +191,87 @@ def optimum_formula(law: Law, var: str, params: dict) -> sympy.Expr | None:
     return None
 
 
+def optima_in_range(law: Law, var: str, constants: dict, bounds, inputs=None) -> np.ndarray | None:
+    """Minimiser of the loss over ``var`` in ``[lo, hi]`` for many sets of constants at once.
+
+    The vectorised form of ``optimum(law, var, params=..., bounds=bounds)``, told apart by where
+    the lowest loss on the range lies when there is no interior minimum (the bootstrap of
+    ``G*`` and ``S*`` calls it once for all resamples):
+
+    1. the roots of ``dL/dvar = 0`` in closed form, in the constants;
+    2. per set of constants, the real roots inside ``[lo, hi]`` with ``d2L/dvar2 > 0``; the one
+       with the lowest loss is the minimiser;
+    3. without one, the loss is lowest at an end of the range (it is monotone there, its
+       minimum lies beyond, or its stationary point is a maximum): ``-inf`` for the lower end,
+       ``+inf`` for the upper end, as in :func:`discover.marginal.block_optima`.
+
+    Parameters
+    ----------
+    law : Law
+        The law; its roots must not depend on its inputs.
+    var : str
+        The factor to optimise, e.g. ``"G"``.
+    constants : dict of str to float or array-like
+        Every constant of the law; arrays (one value per set) broadcast together.
+    bounds : tuple of float
+        ``(lo, hi)``, the range of ``var`` searched, e.g. its range in the data.
+    inputs : dict of str to float, optional
+        Values of the other inputs where the curvature and the losses are compared (for laws in
+        which ``var`` only scales a positive factor, as the joint MoE law, any values give the
+        same answer). Required when the law has other inputs.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        One value per set of constants: the minimiser inside ``[lo, hi]``, ``-inf`` or ``+inf``,
+        or NaN where the loss is not finite at either end. ``None`` when sympy finds no closed
+        form for the roots or they depend on the inputs.
+
+    Examples
+    --------
+    >>> from discover.laws import law_from_expr
+    >>> law = law_from_expr("e*G + f/G", ["G"])
+    >>> optima_in_range(law, "G", {"e": [1.0, 0.01, -1.0], "f": [4.0, 4.0, 4.0]}, (1, 16))
+    array([ 2., inf, inf])
+    """
+    x, lo, hi = symbol(var), float(bounds[0]), float(bounds[1])
+    roots = _symbolic_roots(sympy.diff(law.expr, x), x)
+    given = {symbol(n) for n in law.inputs}
+    if roots is None or any(sympy.sympify(root).free_symbols & given for root in roots):
+        return None
+    names = [symbol(c) for c in law.constants]
+    others = [n for n in law.inputs if n != var]
+    missing = [n for n in others if inputs is None or n not in inputs]
+    if missing:
+        raise InputError(f"optima_in_range needs the values of the other inputs {missing}; "
+                         "pass inputs={name: value}, e.g. their medians in the data")  # fmt: skip
+    at = [float(inputs[n]) for n in others]
+    values = [np.asarray(constants[c.name], float) for c in names]
+    shape = np.broadcast_shapes(*(v.shape for v in values))
+    loss = sympy.lambdify([x, *map(symbol, others), *names], law.expr, "numpy")
+    curvature = sympy.lambdify([x, *map(symbol, others), *names], sympy.diff(law.expr, x, 2),
+                                 "numpy")  # fmt: skip
+
+    # 1-2. The interior minimum with the lowest loss, per set of constants.
+    best, lowest = np.full(shape, np.nan), np.full(shape, np.inf)
+    with np.errstate(all="ignore"):
+        for root in roots:
+            where = sympy.lambdify(names, root, "numpy")(*(v.astype(complex) for v in values))
+            where = np.broadcast_to(np.asarray(where, complex), shape)
+            real = np.abs(where.imag) <= 1e-12 * np.maximum(1.0, np.abs(where.real))
+            r = np.where(real, where.real, np.nan)
+            at_root = np.broadcast_to(loss(r, *at, *values), shape)
+            bend = np.broadcast_to(curvature(r, *at, *values), shape)
+            better = (r >= lo) & (r <= hi) & (bend > 0) & (at_root < lowest)
+            best, lowest = np.where(better, r, best), np.where(better, at_root, lowest)
+
+        # 3. No interior minimum: the end of the range with the lower loss.
+        at_lo = np.broadcast_to(loss(lo, *at, *values), shape)
+        at_hi = np.broadcast_to(loss(hi, *at, *values), shape)
+    end = np.where(at_lo <= at_hi, -np.inf, np.where(at_hi < at_lo, np.inf, np.nan))
+    return np.where(np.isnan(best), end, best)
+
+
 # ----------------------------------------------------------------------------------------------
 # Derived allocations: optimal activation ratio Na/N, compute-optimal N(C) and D(C)
 

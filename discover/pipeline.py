@@ -76,6 +76,9 @@ class DiscoveryResult:
         Seconds spent in ``engine``, ``prepare``, ``refit``, ``final`` and ``total``.
     inner_holdout : numpy.ndarray of bool
         Which rows of the data given formed the inner holdout.
+    inner_fits : dict of str to FitResult
+        Each form of ``front`` (by ``formula``) fitted on the inner-fit rows; its ``law`` carries
+        the form's constants and search bounds, so any form of the front can be re-fitted.
     """
 
     best: FitResult
@@ -84,6 +87,7 @@ class DiscoveryResult:
     settings: dict
     timings: dict[str, float]
     inner_holdout: np.ndarray = field(repr=False)
+    inner_fits: dict = field(default_factory=dict, repr=False)
 
 
 def discover_law(
@@ -235,7 +239,8 @@ def discover_law(
         front.loc[0, "inner_extrap_r2"],
         timings["total"],
     )
-    return DiscoveryResult(best, front, inputs, settings, timings, holdout)
+    inner_fits = {row["formula"]: row["fit"] for row in rows}
+    return DiscoveryResult(best, front, inputs, settings, timings, holdout, inner_fits)
 
 
 def inner_split(data: pd.DataFrame, factor: str, quantile: float) -> np.ndarray:

@@ -150,14 +150,19 @@ def select_rows(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def use_columns(table: pd.DataFrame, mapping: dict | None) -> pd.DataFrame:
+def use_columns(
+    table: pd.DataFrame, mapping: dict | None, target: str | None = None
+) -> pd.DataFrame:
     """Read each symbol from another column: ``{"N": "Na"}`` makes column ``Na`` the ``N`` input.
 
     Useful when a published law's symbol means a different quantity in a dataset (Clark et al.
-    2022 call the parameters used per token N, which is ``Na`` in moelaw's store).
+    2022 call the parameters used per token N, which is ``Na`` in moelaw's store). With
+    ``target``, refuses a mapping that reads an input from the target or replaces the target;
+    two symbols read from one column are always refused.
     """
     if not mapping:
         return table
+    check_mapping(mapping, target)
     missing = [col for col in mapping.values() if col not in table.columns]
     if missing:
         raise InputError(
@@ -170,9 +175,44 @@ def use_columns(table: pd.DataFrame, mapping: dict | None) -> pd.DataFrame:
     return table
 
 
-def load_runs(source=None, where: dict | None = None, columns: dict | None = None):
+def check_mapping(mapping: dict, target: str | None = None) -> None:
+    """Refuse a ``--use SYMBOL=COLUMN`` mapping that cannot mean what it says.
+
+    An input read from the target column would predict the target from itself; a mapped
+    symbol named like the target would replace the target; two symbols read from one column
+    would be one input under two names.
+    """
+    for symbol, column in mapping.items():
+        if target is not None and column == target:
+            raise InputError(
+                f"--use {symbol}={column} reads the input {symbol} from {column!r}, the column "
+                f"the law predicts (--target {target}): the fit would predict {target} from "
+                f"itself; map {symbol} to an input column, e.g. --use N=Na"
+            )
+        if target is not None and symbol == target:
+            raise InputError(
+                f"--use {symbol}={column} would replace the target column {target!r} with "
+                f"{column!r}; --use maps a law's input symbol, so to predict {column} pass "
+                f"--target {column} instead"
+            )
+    readers: dict[str, list[str]] = {}
+    for symbol, column in mapping.items():
+        readers.setdefault(column, []).append(symbol)
+    shared = {column: symbols for column, symbols in readers.items() if len(symbols) > 1}
+    if shared:
+        column, symbols = next(iter(shared.items()))
+        uses = " and ".join(f"--use {s}={column}" for s in symbols)
+        raise InputError(
+            f"{uses} read the inputs {', '.join(symbols)} from one column {column!r}, so they "
+            f"would be one input under {len(symbols)} names; map each symbol to its own column"
+        )
+
+
+def load_runs(
+    source=None, where: dict | None = None, columns: dict | None = None, target: str | None = None
+):
     """:func:`discover.data.load_table`, then :func:`select_rows` and :func:`use_columns`."""
-    return use_columns(select_rows(load_table(source), where), columns)
+    return use_columns(select_rows(load_table(source), where), columns, target)
 
 
 def _load(source, inputs, target, holdout_factor, where, columns, laws=()):
@@ -182,7 +222,7 @@ def _load(source, inputs, target, holdout_factor, where, columns, laws=()):
             f"--holdout-factor {holdout_factor!r} is the target itself; hold out by an input "
             "such as N, Na or D"
         )
-    table = load_runs(source, where, columns)
+    table = load_runs(source, where, columns, target)
     needed = [*inputs, holdout_factor] if holdout_factor not in inputs else list(inputs)
     positive = sorted({x for law in laws for x in law.positive_inputs if x in needed})
     return check_table(table, needed, target, positive=positive)
@@ -326,7 +366,7 @@ def run_discover(
     from discover.pipeline import per_engine_options
 
     ref_law = get_law(reference)
-    table = load_runs(source, where, columns)
+    table = load_runs(source, where, columns, target)
     inputs = list(inputs) if inputs else default_inputs(table, ref_law)
     if not inputs:
         raise InputError(
@@ -459,19 +499,27 @@ def run_compare(
     """Fit several laws on the same rows and score each on the same held-out runs.
 
     ``laws`` lists registry names; ``None`` or ``["all"]`` takes every law whose inputs are all
-    columns of the data. ``loss``, ``delta`` and ``residual`` go to every fit.
+    columns of the data, and names the others, with the columns each lacks, in a note and in
+    ``settings["skipped_laws"]``. ``loss``, ``delta`` and ``residual`` go to every fit.
     """
-    table = load_runs(source, where, columns)
-    if not laws or laws == ["all"]:
-        names = [n for n in LAWS if all(x in table.columns for x in get_law(n).inputs)]
-    else:
-        names = list(laws)
+    table = load_runs(source, where, columns, target)
+    every = not laws or laws == ["all"]
+    lacking = {}
+    for name in LAWS if every else laws:
+        missing = [x for x in get_law(name).inputs if x not in table.columns]
+        if missing:
+            lacking[name] = missing
+    if lacking and not every:
+        raise InputError(f"--laws {','.join(laws)}: " + _skipped_note(lacking, named=True))
+    names = [name for name in (LAWS if every else laws) if name not in lacking]
+    if not names:
+        raise InputError("--laws all: " + _skipped_note(lacking, named=True))
     chosen = [get_law(n) for n in names]
     needed = sorted({x for law in chosen for x in law.inputs})
     table = _load(source, needed, target, holdout_factor, where, columns, chosen)
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     fit_rows = table[fit_mask].reset_index(drop=True)
-    notes: list[str] = []
+    notes = [_skipped_note(lacking)] if lacking else []
     reports = [
         report_fit(
             law.name,
@@ -493,7 +541,18 @@ def run_compare(
         laws=reports,
         notes=notes,
     )
+    outcome.settings["skipped_laws"] = lacking
     return _record_split(outcome, where, columns, holdout_quantile, holdout_threshold)
+
+
+def _skipped_note(lacking: dict[str, list[str]], named: bool = False) -> str:
+    """The note naming the laws whose inputs are not all columns, and the columns each lacks."""
+    each = "; ".join(f"{name} (no column {', '.join(cols)})" for name, cols in lacking.items())
+    verb = "cannot compare" if named else "skipped"
+    return (
+        f"{verb} {len(lacking)} law(s) whose inputs are not columns of the data: {each}; "
+        "add those columns, or read a symbol from an existing column with --use SYMBOL=COLUMN"
+    )
 
 
 def _record_split(outcome, where, columns, quantile, threshold) -> Outcome:
@@ -573,8 +632,31 @@ def parse_bounds(items: dict[str, str]) -> dict[str, Bounds]:
             raise InputError(
                 f"bounds {name}={text!r} must read LO:HI or LO:HI:log, e.g. --bounds A=1:1e6:log"
             ) from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise InputError(
+                f"--bounds {name}={text}: both bounds of {name} must be finite numbers, got "
+                f"LO={lo}, HI={hi}; give finite ones, e.g. --bounds {name}=1e-9:1e9"
+            )
+        if not lo < hi:
+            fix = (f"write the smaller number first: --bounds {name}={_swapped(parts)}"
+                   if lo > hi else f"give an interval around {lo:g}")  # fmt: skip
+            raise InputError(
+                f"--bounds {name}={text}: the lower bound of {name} must be below the upper, got "
+                f"LO={lo:g}, HI={hi:g}; {fix}"
+            )
+        if log_space and lo <= 0:
+            raise InputError(
+                f"--bounds {name}={text}: ':log' fits {name} in log space, which needs LO > 0, "
+                f"got LO={lo:g}; give a positive LO, e.g. --bounds {name}=1e-9:{parts[1]}:log, "
+                f"or drop ':log' if {name} may be zero or negative"
+            )
         bounds[name] = Bounds(lo, hi, positive=log_space)
     return bounds
+
+
+def _swapped(parts: list[str]) -> str:
+    """``LO:HI[:log]`` text with LO and HI exchanged (for a message)."""
+    return ":".join([parts[1], parts[0], *parts[2:]])
 
 
 def _fit_quietly(
@@ -698,14 +780,7 @@ def format_outcome(outcome: Outcome) -> str:
             )
         if law.intervals:
             lines.append(f"   {'constant':<12}{'value':>14}{'se':>12}{'95% interval':>30}")
-            for row in law.intervals:
-                band = f"[{_num(row.get('lo'))}, {_num(row.get('hi'))}]"
-                censored = row.get("censored")
-                mark = f"  {_CENSORED.get(censored, censored)}: one-sided" if censored else ""
-                lines.append(
-                    f"   {row['constant']:<12}{_num(row.get('value')):>14}"
-                    f"{_num(row.get('se')):>12}{band:>30}{mark}"
-                )
+            lines += [_interval_line(row) for row in law.intervals]
         for note in law.notes:
             lines.append(f"   note: {note}")
         if not law.converged:
@@ -740,6 +815,21 @@ def _metrics_table(laws: list[LawReport]) -> str:
 
 
 _CENSORED = {"lower": "at its lower bound", "upper": "at its upper bound", "both": "at both bounds"}
+
+
+def _interval_line(row: dict) -> str:
+    """One row of the bootstrap table. A derived optimum (``G*``, ``S*``) censored at an end of
+    the sampled range shows that end as ``< lo`` or ``> hi`` and says how often it lies beyond."""
+    censored, value = row.get("censored"), _num(row.get("value"))
+    lo, hi = _num(row.get("lo")), _num(row.get("hi"))
+    mark = f"  {_CENSORED.get(censored, censored)}: one-sided" if censored else ""
+    if str(row["constant"]).endswith("*"):
+        value = "none" if row.get("value") is None else value
+        lo = f"< {row['lo']:g}" if censored in ("lower", "both") else lo
+        hi = f"> {row['hi']:g}" if censored in ("upper", "both") else hi
+        mark = f"  {row['note']}" if row.get("note") else ""
+    band = f"[{lo}, {hi}]"
+    return f"   {row['constant']:<12}{value:>14}{_num(row.get('se')):>12}{band:>30}{mark}"
 
 
 def _format_checks(checks: dict) -> str:

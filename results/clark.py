@@ -83,6 +83,7 @@ def import_clark2022(
     csv_path: str | os.PathLike,
     store: Store | str | os.PathLike,
     tokens_per_step: int = TOKENS_PER_STEP,
+    allow_mixed: bool = False,
 ) -> int:
     """Write one :class:`~results.schema.RunRecord` per Clark et al. run into ``store``.
 
@@ -96,6 +97,10 @@ def import_clark2022(
     tokens_per_step : int, default 524288
         Training tokens per optimizer step, used for D and the curve's tokens (see the module
         docstring for why 256 * 2048).
+    allow_mixed : bool, default False
+        Import into a store that already holds runs of other studies. Every job reads all the
+        runs of a store, so the studies are then fitted together unless a job selects one
+        (``where={"source": "clark2022"}``, ``--where source=clark2022`` on the command line).
 
     Returns
     -------
@@ -105,7 +110,8 @@ def import_clark2022(
     Raises
     ------
     InputError
-        When the file is missing or lacks columns, or ``tokens_per_step`` is not positive.
+        When the file is missing or lacks columns, ``tokens_per_step`` is not positive, or the
+        store holds runs of another study (and not ``allow_mixed``).
     """
     if not isinstance(tokens_per_step, int) or tokens_per_step <= 0:
         raise InputError(
@@ -115,6 +121,8 @@ def import_clark2022(
     table = _read_csv(Path(csv_path))
     if not isinstance(store, Store):
         store = Store(store, create=True)  # only once the input has been read
+    if not allow_mixed:
+        _refuse_other_studies(store)
     written = 0
     for _, rows in table.groupby("hyper_id", sort=True):
         written += store.write(_record(rows.sort_values("step"), tokens_per_step))
@@ -122,6 +130,22 @@ def import_clark2022(
         "imported %d of %d Clark et al. runs into %s", written, table.hyper_id.nunique(), store
     )
     return written
+
+
+def _refuse_other_studies(store: Store) -> None:
+    """Refuse a store holding runs of another source: jobs would fit both studies as one."""
+    sources = store.runs(status=None)["source"].value_counts()
+    others = sources.drop(SOURCE, errors="ignore")
+    if others.empty:
+        return
+    held = ", ".join(f"{count} of {name!r}" for name, count in others.items())
+    raise InputError(
+        f"results store {store.path} already holds runs of another study ({held}); importing "
+        f"Clark et al. there would fit both studies as one data set. Import into a new or empty "
+        f"store instead, e.g. `moelaw data import-clark PATH --store stores/{SOURCE}` "
+        f"(in Python, import_clark2022(..., allow_mixed=True) mixes them on purpose; select one "
+        f"study with where={{'source': ...}})"
+    )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

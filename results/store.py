@@ -113,7 +113,7 @@ class Store:
         if not self.path.exists():
             return (
                 f"no results store at {self.path} (the path does not exist); check the path, or "
-                "create a store with Store(path, create=True)"
+                f"create one: {_creating_commands(self.path)}"
             )
         if not self.path.is_dir():
             return f"{self.path} is a file, not a results store folder; pass the store's folder"
@@ -124,7 +124,7 @@ class Store:
             )
         return (
             f"{self.path} is not a moelaw results store (no {MARKER_NAME}); pass a store folder, "
-            "or create one with Store(path, create=True) in a new or empty folder"
+            f"or create one in a new or empty folder NEW: {_creating_commands('NEW')}"
         )
 
     def _check_marker(self, marker: Path) -> None:
@@ -350,7 +350,11 @@ class Store:
         # Something is wrong with at least one file: find which, then fail or read the rest.
         bad = {run_id: problem for run_id, problem in self._problems(files).items() if problem}
         if not bad:
-            raise StoreError(f"reading results store {self.path} failed; run Store.verify()")
+            raise StoreError(
+                f"reading results store {self.path} failed, yet each run file reads alone; run "
+                "the command again (a run may have been written meanwhile), or list unreadable "
+                "files with Store.verify() in Python"
+            )
         if not skip_corrupt:
             raise StoreError(self._corrupt_message(bad))
         warnings.warn(self._corrupt_message(bad) + " — skipped them", stacklevel=3)
@@ -364,7 +368,8 @@ class Store:
         return (
             f"results store {self.path} has {len(ids)} unreadable run file(s), run ids "
             f"{', '.join(ids)} ({shown}{more}); delete those files under {self._runs_dir} and "
-            "re-run those runs, or pass skip_corrupt=True to read the others"
+            "re-run those runs (`moelaw sweep SPEC` runs only the missing ones), or read the "
+            "others with skip_corrupt=True in Python"
         )
 
     def _problems(self, files: dict[str, Path]) -> dict[str, str | None]:
@@ -474,6 +479,14 @@ class Store:
             [("run_id", "ascending"), ("split", "ascending"), ("step", "ascending")]
         )
         return long.to_pandas()
+
+
+def _creating_commands(path) -> str:
+    """How to create a store at ``path``, on the command line and in Python."""
+    return (
+        f"`moelaw sweep SPEC --store {path}` or `moelaw data import-clark curves.csv.gz --store "
+        f"{path}` on the command line, Store(path, create=True) in Python"
+    )
 
 
 def _check_status(status: str) -> None:

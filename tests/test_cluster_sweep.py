@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 
 from tiny import tiny_spec  # noqa: E402
 
+from cluster.local_cluster import _group_alive  # noqa: E402
 from cluster.spec import load_spec, plan  # noqa: E402
 from cluster.sweep import run_sweep  # noqa: E402
 from results.store import Store  # noqa: E402
@@ -95,3 +96,41 @@ def test_local_workers_run_at_normal_priority():
     with ray_session(num_cpus=1):
         niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
     assert niceness == os.nice(0)
+
+
+def test_ctrl_c_stops_the_sweep_its_workers_and_keeps_the_store_resumable(tmp_path):
+    # Ctrl-C reaches the driver as SIGINT (with SIGINT at its default disposition: a shell's
+    # background job ignores it, and so does Python then). The sweep must stop the runs in flight,
+    # end its local Ray (no process of its group left), exit 130 and leave nothing half-written.
+    spec_path = _spec(tmp_path, tokens=2.0e6)
+    spec = load_spec(spec_path)
+    cmd = [sys.executable, "-m", "cluster.cli", "sweep", str(spec_path), "--workers", "2",
+           "--quiet"]  # fmt: skip
+    driver = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    checkpoints = spec.store / "checkpoints"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if checkpoints.is_dir() and len(list(checkpoints.iterdir())) >= 2:
+                break  # two runs are training
+            time.sleep(0.2)
+        assert driver.poll() is None, "the sweep should still be running"
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=120)  # a guard against a hang, not a timing
+        deadline = time.monotonic() + 60
+        while _group_alive(driver.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _group_alive(driver.pid)
+    finally:
+        if _group_alive(driver.pid):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert driver.returncode == 130
+    assert "moelaw sweep: interrupted" in err
+    assert not left, "Ray processes of the interrupted sweep are still running"
+    # Nothing was stored as failed or half-written: every planned run is still to do
+    assert Store(spec.store, create=False).runs(status=None).empty
+    assert not list((spec.store / "runs").glob("*.tmp*"))

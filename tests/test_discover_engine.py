@@ -1,5 +1,10 @@
 """pyoperon engine: tree-to-sympy conversion, transforms, planted-law recovery, determinism."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +14,7 @@ from pyoperon.sklearn import SymbolicRegressor
 from discover.candidates import factor_symbol
 from discover.engines.pyoperon import InputTransform, run_pyoperon, tree_to_sympy
 
+ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(generations=30, population_size=150, time_limit=None)
 
 
@@ -75,6 +81,56 @@ def test_same_seed_same_candidates():
     first = run_pyoperon(data, "loss", ["N"], seed=7, **FAST)
     second = run_pyoperon(data, "loss", ["N"], seed=7, **FAST)
     assert [sp.srepr(c.expr) for c in first] == [sp.srepr(c.expr) for c in second]
+
+
+def two_factor(n=150, seed=5) -> pd.DataFrame:
+    """y = 1.7 + 40 N^-0.3 E^-0.1 (1 + 0.002 log E log N), 0.3% noise.
+
+    150 rows: the population-scoring fault showed at 139 and 150 rows, not at 60.
+    """
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(1e6), np.log(1e9), n))
+    E = 2.0 ** rng.integers(0, 9, n)
+    loss = 1.7 + 40 * N**-0.3 * E**-0.1 * (1 + 0.002 * np.log(E) * np.log(N))
+    return pd.DataFrame({"N": N, "E": E, "loss": loss * (1 + 0.003 * rng.standard_normal(n))})
+
+
+def test_every_candidate_scores_what_its_formula_predicts():
+    # The engine's score of a candidate is the R² of its own formula on the rows it searched:
+    # population trees were once scaled from predictions that did not belong to them.
+    data = two_factor()
+    candidates = run_pyoperon(data, "loss", ["N", "E"], seed=2, **FAST)
+    population = [c for c in candidates if not c.text]
+    assert len(population) >= 10
+    N, E = factor_symbol("N"), factor_symbol("E")
+    y = data["loss"].to_numpy()
+    for c in candidates:
+        pred = np.broadcast_to(sp.lambdify([N, E], c.expr, "numpy")(data["N"], data["E"]), y.shape)
+        r2 = 1 - np.mean((y - pred) ** 2) / np.var(y)
+        assert r2 == pytest.approx(c.fit_r2, abs=1e-4), (str(c.expr), r2, c.fit_r2)
+
+
+def test_same_seed_same_candidates_in_another_process(tmp_path):
+    # Two fresh interpreters (different hash seeds) must return the very same candidates
+    data = two_factor()
+    data.to_csv(tmp_path / "rows.csv", index=False)
+    script = (
+        "import sys, hashlib, pandas as pd, sympy as sp\n"
+        "from discover.engines.pyoperon import run_pyoperon\n"
+        f"rows = pd.read_csv({str(tmp_path / 'rows.csv')!r})\n"
+        f"found = run_pyoperon(rows, 'loss', ['N', 'E'], seed=2, **{FAST!r})\n"
+        "text = '|'.join(sp.srepr(c.expr) for c in found)\n"
+        "print(len(found), hashlib.sha256(text.encode()).hexdigest())\n"
+    )
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=300, cwd=ROOT)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.split()[-2:])
+    assert outputs[0] == outputs[1]
+    assert int(outputs[0][0]) >= 10
 
 
 def test_bad_transform_and_columns_are_refused():

@@ -198,21 +198,35 @@ def run_pyoperon(
 
 
 def _population(regressor, X, y, variables, seed, n_population, max_coefficients):
-    """The best-fitting distinct trees of the final population, linearly scaled as the front is."""
+    """The best-fitting distinct trees of the final population, linearly scaled as the front is.
+
+    Each tree is evaluated through its sympy form on the engine's own (transformed, float32)
+    inputs, not with ``SymbolicRegressor.evaluate_model``: that builds a fresh Operon dataset
+    whose variable hashes need not match the population's trees, and its predictions for them
+    were garbage that changed from one process to the next (so the same seed gave other
+    candidates in another process).
+    """
     limit = np.inf if max_coefficients is None else max_coefficients - 2
     ranked = sorted((ind for ind in regressor.individuals_
                      if ind.Genotype.CoefficientsCount <= limit),
                     key=lambda ind: ind.GetFitness(0))  # fmt: skip
+    columns = {h: sp.Symbol(f"_z{int(name[1:]) - 1}") for h, name in regressor.variables_.items()}
+    z = [sp.Symbol(f"_z{i}") for i in range(X.shape[1])]
+    Z = [X[:, i].astype(float) for i in range(X.shape[1])]
     out, seen = [], set()
     for ind in ranked:
         if len(out) >= n_population:
             break
         tree = ind.Genotype
-        pred = np.asarray(regressor.evaluate_model(tree, X), dtype=float)
         key = (tree.Length, round(float(ind.GetFitness(0)), 7))
-        if key in seen or not np.all(np.isfinite(pred)) or np.ptp(pred) == 0:
+        if key in seen:
             continue
         seen.add(key)
+        with np.errstate(all="ignore"):
+            pred = sp.lambdify(z, tree_to_sympy(tree, columns), "numpy")(*Z)
+            pred = np.broadcast_to(np.asarray(pred, dtype=float), y.shape)
+        if not np.all(np.isfinite(pred)) or np.ptp(pred) == 0:
+            continue
         out.append(_scaled_candidate(tree, pred, variables, y, seed))
     return out
 

@@ -159,6 +159,14 @@ def run_pysr(
         return read_front(folder / "front.json", transforms, y, seed, max_coefficients)
 
 
+#: How to run PySR from another Python than moelaw's, said by every "not available" message.
+_ELSEWHERE = (
+    "PySR can also run from another Python PY: install PySR and Julia for it (`PY -m pip install "
+    "pysr`, Julia 1.10 or later, then `PY -m pysr install`) and set the environment variable "
+    f"{PYTHON_ENV}=PY (python=PY in Python)."
+)
+
+
 def check_available(python: str | None = None) -> dict:
     """Raise :class:`EngineUnavailable` unless ``python`` has pysr and a Julia is installed.
 
@@ -181,13 +189,14 @@ def check_available(python: str | None = None) -> dict:
                               timeout=PROBE_TIMEOUT)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
         raise EngineUnavailable(
-            f"cannot run the Python {python!r} to look for PySR ({err}); pass python= or set "
-            f"{PYTHON_ENV} to a Python that has pysr installed"
+            f"cannot run the Python {python!r} to look for PySR ({err}); set the environment "
+            f"variable {PYTHON_ENV} (python= in Python) to a Python that has pysr installed"
         ) from None
     if done.returncode != 0:
         raise EngineUnavailable(
             f"the Python {python!r} failed to start (exit {done.returncode}: "
-            f"{done.stderr.strip()[-300:]}); pass python= or set {PYTHON_ENV} to a working one"
+            f"{done.stderr.strip()[-300:]}); set the environment variable {PYTHON_ENV} "
+            "(python= in Python) to a working one"
         )
     found = json.loads(done.stdout.strip().splitlines()[-1])
     if not found["pysr"]:
@@ -195,7 +204,7 @@ def check_available(python: str | None = None) -> dict:
             f"PySR is not installed for {python}; install it with `{python} -m pip install "
             "pysr`, then Julia 1.10 or later (juliaup from https://julialang.org/install, or a "
             f"julia binary on PATH) and PySR's Julia packages with `{python} -m pysr install`. "
-            "Or use engine 'pyoperon', which needs none of this"
+            f"{_ELSEWHERE} Or use engine 'pyoperon', which needs none of this"
         )
     if not found["julia"]:
         raise EngineUnavailable(
@@ -203,7 +212,7 @@ def check_available(python: str | None = None) -> dict:
             "`juliaup` on PATH, no PYTHON_JULIAPKG_EXE, no juliaup folder in the Julia depot, "
             f"no Julia installed by juliacall under {found['prefix']}. Install Julia 1.10 or "
             "later (juliaup from https://julialang.org/install, or put a julia binary on PATH), "
-            f"then run `{python} -m pysr install`. Or use engine 'pyoperon'"
+            f"then run `{python} -m pysr install`. {_ELSEWHERE} Or use engine 'pyoperon'"
         )
     return found
 
