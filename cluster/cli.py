@@ -356,7 +356,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "import-clark":
         from results.clark import import_clark2022
 
-        written = import_clark2022(args.path, args.store)
+        written = import_clark2022(args.path, args.store, allow_mixed=args.allow_mixed)
         print(f"imported {written} new runs from {args.path} into {args.store}")
         return 0
 
@@ -593,6 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("import-clark", help="import Clark et al. 2022 routed-model curves")
     q.add_argument("path", help="curves.csv.gz from the scaling_laws_for_routing repository")
     q.add_argument("--store", required=True, help="results store to import into")
+    q.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="import into a store that holds runs of another study (every job then "
+        "reads both unless it selects one with --where source=clark2022)",
+    )
     q = data_sub.add_parser("show", help="summarise a store or table")
     q.add_argument("source", nargs="?", default=None, help="default: the bundled study")
     p.set_defaults(func=cmd_data)

@@ -143,8 +143,8 @@ def _refuse_other_studies(store: Store) -> None:
         f"results store {store.path} already holds runs of another study ({held}); importing "
         f"Clark et al. there would fit both studies as one data set. Import into a new or empty "
         f"store instead, e.g. `moelaw data import-clark PATH --store stores/{SOURCE}` "
-        f"(in Python, import_clark2022(..., allow_mixed=True) mixes them on purpose; select one "
-        f"study with where={{'source': ...}})"
+        f"(--allow-mixed, or allow_mixed=True in Python, mixes them on purpose; a job then selects "
+        f"one study with --where source=...)"
     )
 
 

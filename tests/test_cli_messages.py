@@ -258,7 +258,11 @@ def test_clark_import_into_another_study_is_refused(tmp_path, small_clark, capsy
         line
     )
     assert "Import into a new or empty store" in line and "--store stores/clark2022" in line
+    assert "--allow-mixed" in line
     assert store.ids(None) == {_other_run().run_id}  # nothing was written
+    # On purpose, from the command line too
+    assert main([*argv, "--allow-mixed"]) == 0
+    assert sorted(store.runs().source) == ["clark2022", "clark2022", "my-sweep"]
 
 
 def test_clark_import_again_and_on_purpose(tmp_path, small_clark):
