@@ -597,7 +597,8 @@ def _check_convergence(result, gradient, problem: _Problem, grad_tol: float) -> 
         where = [f"{n} at its {side} bound {value:.4g}" for n, (side, value) in edge.items()]
         wider = " ".join(f"--bounds {n}=LO:HI" for n in edge)
         issues.append(
-            ", ".join(where) + f"; widen the bounds: add `{wider}` to `moelaw fit` on the "
-            "command line, law.with_bounds(NAME=Bounds(lo, hi)) in Python"
+            ", ".join(where) + "; the data do not pin these down within their bounds: where a "
+            f"bound is not a limit the law needs, widen it (`{wider}` with `moelaw fit --law` or "
+            "`--formula`; law.with_bounds(NAME=Bounds(lo, hi)) in Python)"
         )
     return not issues, "; ".join(issues) if issues else "converged"

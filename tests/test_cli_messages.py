@@ -95,7 +95,7 @@ def test_constant_at_a_bound_says_which_flag_widens_it(csv, capsys):
     out = " ".join(capsys.readouterr().out.split())  # notes are wrapped at 100 columns
     assert code == 0
     assert "A at its upper bound 2" in out
-    assert "add `--bounds A=LO:HI" in out and "to `moelaw fit` on the command line" in out
+    assert "widen it (`--bounds A=LO:HI" in out and "with `moelaw fit --law` or `--formula`;" in out
     assert "law.with_bounds(NAME=Bounds(lo, hi)) in Python" in out
     assert "law.with_bounds(...)" not in out
     assert "`moelaw fit --formula` on the command line, law.fix(NAME=value) in Python" in out
