@@ -166,8 +166,10 @@ class _Problem:
 
     def theta(self, params: dict) -> np.ndarray:
         """Transformed coordinates of a dict of constants."""
-        c = np.array([float(params[n]) for n in self.law.constants])
-        return np.where(self.log_space, np.log(np.abs(c)), c)
+        theta = np.array([float(params[n]) for n in self.law.constants])
+        # Only the log-space constants are logged: a linear one may be 0 (epsilon at its bound)
+        theta[self.log_space] = np.log(np.abs(theta[self.log_space]))
+        return theta
 
     def jacobian(self, theta: np.ndarray) -> np.ndarray:
         """d log L / d theta at every row, shape (n_rows, n_const)."""

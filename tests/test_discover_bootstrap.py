@@ -60,3 +60,27 @@ def test_resample_count_and_loaded_fits_are_checked(fit):
     bare = FitResult(fit.law, fit.params, 0.0, True, "", 0)
     with pytest.raises(InputError, match="carries no data"):
         bare.bootstrap(n=10)
+
+
+def test_a_linear_constant_at_zero_raises_no_warning_in_the_refits():
+    # eps fitted on its bound 0 (linear scale) beside log-scale constants: mapping the constants
+    # to search coordinates logged every one of them, 0 included, and warned "divide by zero".
+    import warnings
+
+    from discover.laws import Bounds, law_from_expr
+
+    rng = np.random.default_rng(3)
+    N = 10 ** rng.uniform(6, 9, 80)
+    loss = (400 * N**-0.3 - 0.1) * np.exp(0.01 * rng.standard_normal(80))  # eps "wants" -0.1
+    rows = pd.DataFrame({"N": N, "loss": loss})
+    law = law_from_expr("eps + A*N**(-a)", ["N"], bounds={
+        "eps": Bounds(0.0, 10.0), "A": Bounds(1e-3, 1e6, positive=True),
+        "a": Bounds(1e-3, 2.0, positive=True)})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fitted = fit_law(law, rows, n_starts=64)
+        assert fitted.params["eps"] == 0.0
+        table = bootstrap(fitted, n=20, workers=1)
+    rows_ = table.set_index("constant")
+    assert rows_.loc["eps", "censored"] == "lower" and rows_.loc["eps", "lo"] == 0.0
+    assert rows_.loc["a", "lo"] < fitted.params["a"] < rows_.loc["a", "hi"]
