@@ -8,9 +8,10 @@ Content-Security-Policy forbids it); the same plots are written beside it as PNG
 is written through a temporary file and renamed, the page last, so a run that fails leaves no
 half-written page.
 
-Plots (loss in nats/byte; N and Na in non-embedding parameters; D in training tokens, which are
-bytes for moelaw's byte-level models; colours from the Okabe-Ito palette, safe for colour-blind
-readers):
+Plots (loss in nats per byte for moelaw's byte-level runs, per token for imported runs such as
+Clark et al.'s, "nats" when the table does not say: :func:`loss_unit`; N and Na in
+non-embedding parameters; D in training tokens; colours from the Okabe-Ito palette, safe for
+colour-blind readers):
 
 - ``predicted_vs_observed.png``: each law's prediction against the measured loss, fitting rows and
   held-out (largest) rows marked differently;
@@ -62,6 +63,31 @@ LABELS = {
     "S": "S (shared-expert ratio)",
     "E": "E (routed experts)",
 }
+"""Axis labels for moelaw's own byte-level runs; :func:`labels` gives them for other data."""
+
+#: Sources whose losses are per token (imported public data), not per byte.
+TOKEN_SOURCES = ("clark2022",)
+
+
+def loss_unit(table: pd.DataFrame) -> str | None:
+    """``"byte"`` for moelaw's own (byte-level) runs, ``"token"`` for imported runs measured per
+    token (Clark et al. 2022), ``None`` when the table does not say (a CSV without ``source``,
+    or a mixture)."""
+    if "source" not in table.columns or table.empty:
+        return None
+    token = table["source"].astype(str).isin(TOKEN_SOURCES)
+    return "token" if token.all() else "byte" if not token.any() else None
+
+
+def labels(unit: str | None) -> dict[str, str]:
+    """Axis labels for losses per ``unit`` (``"byte"``, ``"token"`` or ``None``: unknown)."""
+    out = dict(LABELS)
+    if unit != "byte":
+        out["loss"] = f"loss (nats/{unit})" if unit else "loss (nats)"
+        out["D"] = "D (training tokens)"
+    return out
+
+
 LOG_AXES = {"N", "Na", "D", "E"}
 
 PLOTS = ("predicted_vs_observed", "residuals", "loss_vs_G", "loss_vs_S", "pareto_front",
@@ -136,19 +162,23 @@ def report_from_store(
 ) -> dict[str, Path]:
     """The report of a store: its saved discovery ``result`` if given, else a fresh fit.
 
-    ``source`` is a results store, ``.parquet`` or ``.csv`` (default: the bundled study). Without
+    ``source`` is a results store, ``.parquet`` or ``.csv``; default: with ``result``, the data
+    the result was computed on (its recorded source), else the bundled study. Without
     ``result``, the hand-designed law is fitted and (``discover``) a law is searched for
     ``time_limit`` seconds, both holding out the largest fifth of runs by N.
     """
     from discover.data import load_table
     from discover.workflow import load_outcome, run_discover, run_fit, select_rows, use_columns
 
-    table = load_table(source)
     if result is not None:
         outcome = load_outcome(result)
+        # The runs the result was computed on, unless others are named
+        table = load_table(source) if source is not None else _table_of(outcome)
         split = outcome.settings.get("split", {})
         table = use_columns(select_rows(table, split.get("where")), split.get("columns"))
-    elif discover:
+        return build_report(outcome, out_dir, table=table, n_boot=n_boot, seed=seed)
+    table = load_table(source)
+    if discover:
         outcome = run_discover(source, time_limit=time_limit, seeds=(seed,))
     else:
         outcome = run_fit(source, law="moe_joint")
@@ -221,6 +251,7 @@ class _View:
     laws: list  # (LawReport, FitResult) per law
     hold: np.ndarray  # bool per row of table: held out
     notes: list[str]
+    labels: dict  # axis label per column (units of these runs)
 
     @classmethod
     def of(cls, outcome, table):
@@ -238,7 +269,7 @@ class _View:
             hold = table[factor].to_numpy(float) > threshold
         else:
             hold = np.zeros(len(table), bool)
-        return cls(outcome, table, laws, hold, notes)
+        return cls(outcome, table, laws, hold, notes, labels(loss_unit(table)))
 
     def predictions(self) -> list[tuple[str, np.ndarray]]:
         out = []
@@ -300,7 +331,7 @@ def _predicted_vs_observed(view, predictions):
                    edgecolor="#000000", label="held-out rows (largest)")  # fmt: skip
         span = [min(y.min(), np.nanmin(pred)), max(y.max(), np.nanmax(pred))]
         ax.plot(span, span, color="#999999", linestyle=":", label="predicted = observed")
-        ax.set(xlabel=f"observed {LABELS['loss']}", ylabel=f"predicted {LABELS['loss']}",
+        ax.set(xlabel=f"observed {view.labels['loss']}", ylabel=f"predicted {view.labels['loss']}",
                title=name)  # fmt: skip
         ax.legend(fontsize=8)
     return fig
@@ -323,8 +354,8 @@ def _residuals(view, predictions):
             ax.axhline(0.0, color="#999999", linewidth=0.8)
             levels = np.unique(x)
             _x_axis(ax, factor, ticks=levels if len(levels) <= 5 else None)
-            ax.set_xlabel(LABELS[factor])
-        axes[row, 0].set_ylabel(f"{name}\nobserved - predicted (nats/byte)")
+            ax.set_xlabel(view.labels[factor])
+        axes[row, 0].set_ylabel(f"{name}\nobserved - predicted {_unit_of(view)}")
     return fig
 
 
@@ -378,7 +409,7 @@ def _sweep_figure(view, var):
         ax.plot([], [], color="#555555", linestyle=style, label=f"law: {report.name}")
     levels = np.unique(np.concatenate([runs[var].to_numpy(float) for _, runs in sweeps]))
     _x_axis(ax, var, ticks=levels if var == "G" else None)
-    ax.set(xlabel=LABELS[var], ylabel=LABELS["loss"],
+    ax.set(xlabel=view.labels[var], ylabel=view.labels["loss"],
            title=f"one factor at a time: {var} (others at the base)")  # fmt: skip
     ax.legend(fontsize=7)
     return fig
@@ -467,10 +498,19 @@ def _optima_panel(ax, optima, var, factor, view):
         ax.set_ylim(low - pad, high + pad)
     ax.scatter([], [], marker="^", color=OKABE_ITO[6], label="beyond the sampled range")
     _x_axis(ax, factor, ticks=np.unique(optima[factor]))
-    ax.set(xlabel=LABELS[factor], ylabel=f"{var}* ({LABELS[var].split('(')[1][:-1]})",
+    ax.set(xlabel=view.labels[factor], ylabel=f"{var}* ({view.labels[var].split('(')[1][:-1]})",
            title=f"{var}* per one-factor block, 95% bootstrap interval")  # fmt: skip
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
+
+
+def _run_labels(rows: pd.DataFrame) -> list[str]:
+    """Tick label of each held-out run: N and D, and every other factor that tells these runs
+    apart (E for Clark et al.'s runs, G or S for a sweep), one per line."""
+    factors = ["N", "D"] + [f for f in ("Na", "E", "G", "S") if f in rows.columns
+                            and rows[f].nunique() > 1]  # fmt: skip
+    factors = [f for f in factors if f in rows.columns]
+    return ["\n".join(f"{f}={_si(getattr(r, f))}" for f in factors) for r in rows.itertuples()]
 
 
 def _extrapolation(view, predictions):
@@ -489,12 +529,12 @@ def _extrapolation(view, predictions):
         rmse = float(np.sqrt(np.mean(error**2)))
         top.scatter(x, pred[index], color=colour, marker="o", label=f"{name} (RMSE {rmse:.4f})")
         bottom.bar(x - 0.4 + width * (i + 0.5), error, width, color=colour, label=name)
-    labels = [f"N={_si(r.N)}\nD={_si(r.D)}" for r in rows.itertuples()]
+    labels = _run_labels(rows)
     for ax in (top, bottom):
         ax.set_xticks(x, labels, fontsize=7)
     bottom.axhline(0.0, color="#999999", linewidth=0.8)
-    top.set(ylabel=LABELS["loss"], title="extrapolation: the held-out (largest) runs")
-    bottom.set(ylabel="predicted - observed (nats/byte)", xlabel="held-out run")
+    top.set(ylabel=view.labels["loss"], title="extrapolation: the held-out (largest) runs")
+    bottom.set(ylabel=f"predicted - observed {_unit_of(view)}", xlabel="held-out run")
     top.legend(fontsize=8)
     return fig
 
@@ -559,7 +599,7 @@ def _page(view, optima, images, title) -> str:
         _STYLE,
         "</head><body>",
         f"<h1>{_esc(title)}</h1>",
-        f"<p>{_esc(_data_line(outcome))}</p>",
+        f"<p>{_esc(_data_line(outcome, view.labels))}</p>",
         "<h2>Laws</h2>",
         _laws_table(view),
         "<h2>Per-block optima</h2>",
@@ -579,13 +619,18 @@ def _page(view, optima, images, title) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _data_line(outcome) -> str:
+def _data_line(outcome, labels: dict) -> str:
     h = outcome.holdout
     threshold = h.get("threshold")
     cut = f"{threshold:.4g}" if threshold is not None else "n/a"
     return (f"Data: {outcome.source}, {outcome.n_rows} runs; laws fitted on {outcome.n_fit}, "
-            f"{outcome.n_holdout} held out ({h.get('factor')} > {cut}). Loss in nats/byte; N and "
-            "Na in non-embedding parameters; D in training tokens (bytes).")  # fmt: skip
+            f"{outcome.n_holdout} held out ({h.get('factor')} > {cut}). Axes: "
+            f"{'; '.join(labels[k] for k in ('loss', 'N', 'Na', 'D'))}.")  # fmt: skip
+
+
+def _unit_of(view) -> str:
+    """``(nats/byte)``, the unit of the loss axis, for labels of differences."""
+    return "(" + view.labels["loss"].split("(", 1)[1]
 
 
 def _laws_table(view) -> str:

@@ -230,3 +230,23 @@ def test_a_table_alone_gives_a_page_of_the_fitted_law(tmp_path):
     # One law and no symbolic search: no candidate front to draw, every other plot is there.
     assert set(paths) == {*PLOTS, "page"} - {"pareto_front"}
     assert page.count("<img ") == len(PLOTS) - 1
+
+
+def test_a_saved_result_is_drawn_on_its_own_runs_in_their_units(tmp_path):
+    # A result computed on another table (here: runs measured per token, filtered on a column
+    # the bundled study lacks) is drawn on that table when no --data is given, with its units.
+    from discover.report import labels, loss_unit, report_from_store
+
+    runs = load_table(None).assign(source="clark2022", tag=1)
+    csv = tmp_path / "runs.csv"
+    pd.concat([runs, runs.head(3).assign(tag=2)]).to_csv(csv, index=False)
+    result = run_compare(str(csv), laws=["chinchilla"], where={"tag": 1}).save(tmp_path / "r.json")
+    report_from_store(tmp_path / "page", result=result, n_boot=20)
+    page = (tmp_path / "page" / PAGE).read_text()
+    assert f"Data: {csv}, 155 runs" in page and "loss (nats/token)" in page
+    assert "nats/byte" not in page
+
+    assert loss_unit(load_table(None)) == "byte" and loss_unit(runs) == "token"
+    assert loss_unit(runs.drop(columns="source")) is None
+    assert loss_unit(pd.concat([runs, load_table(None)])) is None
+    assert labels(None)["loss"] == "loss (nats)" and labels("byte")["D"].endswith("= bytes)")
