@@ -186,3 +186,22 @@ def test_threads_are_restored(tiny_result):
     before = torch.get_num_threads()
     train(RunConfig.tiny(data=(AUSTEN,), tokens=8 * 64 * 2, threads=1, eval_tokens=64))
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message of a machine without CUDA"
+)
+def test_cuda_on_a_machine_without_it_says_so_before_training():
+    with pytest.raises(InputError) as caught:
+        train(RunConfig.tiny(data=(AUSTEN,)), device="cuda")
+    text = str(caught.value)
+    assert text.startswith(f"device 'cuda': this torch ({torch.__version__}) ")
+    assert "--device cpu" in text
+
+
+def test_a_device_torch_does_not_know_is_named():
+    with pytest.raises(InputError, match=r"device 'gpu0' is not a torch device .*'cuda:N'"):
+        train(RunConfig.tiny(data=(AUSTEN,)), device="gpu0")
+    if torch.cuda.is_available():  # on a GPU machine: an index past the last device
+        with pytest.raises(InputError, match="pick one of cuda:0"):
+            train(RunConfig.tiny(data=(AUSTEN,)), device=f"cuda:{torch.cuda.device_count()}")

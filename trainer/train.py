@@ -207,13 +207,43 @@ def train(
         torch.set_num_threads(previous_threads)
 
 
+def torch_device(name: str) -> torch.device:
+    """The torch device ``name`` ("cpu", "cuda", "cuda:1", "mps"), checked to be usable here.
+
+    Raises:
+        InputError: a name torch does not know, or a device this torch build or machine lacks
+            (a CPU-only wheel asked for "cuda"), naming what is missing and the fix.
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(
+            f"device {name!r} is not a torch device ({err}); use 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "has no CUDA support" if torch.version.cuda is None else "sees no CUDA GPU"
+            raise InputError(
+                f"device {name!r}: this torch ({torch.__version__}) {build}; train with "
+                "--device cpu, or install a CUDA build of torch on a machine with a GPU"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"device {name!r}: there are {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0; pick one of cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r}: MPS is not available here; train with --device cpu")
+    return device
+
+
 class _Trainer:
     """One training run's state; :meth:`run` does the work, :meth:`_train_step` one step."""
 
     def __init__(self, run: RunConfig, device: str, checkpoint_dir, dispatch: str) -> None:
         self.t0 = time.perf_counter()
         self.run_cfg, self.m, self.t = run, run.model, run.train
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.steps = self.t.tokens // (self.t.batch_size * self.m.seq_len)
         if self.steps < 1:
             raise InputError(
