@@ -19,12 +19,17 @@ import argparse
 import json
 import logging
 import os
+import select
 import sys
 from pathlib import Path
 
 from results.errors import InputError
 
 EXIT_USER_ERROR = 2
+# A reader that stops early (``moelaw data show | head``) closes the pipe. Tools killed by
+# SIGPIPE exit with 128 + 13 in the shell's eyes; reporting the same status tells a script that
+# the output was cut short, exactly as it would for ``cat`` in that place.
+EXIT_BROKEN_PIPE = 141
 
 
 def _floats(text: str) -> list[float]:
@@ -236,8 +241,13 @@ def _print_outcome(outcome, as_json: bool) -> int:
 
 
 def _output_folder(path: str | None, option: str) -> None:
-    """Refuse an output folder that cannot be written, before any work is done (nothing is
-    created here: a job that fails later leaves no empty folder behind)."""
+    """Refuse an output folder that cannot be written, before any work is done.
+
+    Nothing is created here (a job that fails later leaves no empty folder behind), so the test
+    is on the nearest folder that exists: it must be a folder, on a file system mounted for
+    writing, and writable by this user. A folder that grants write permission to no one (such
+    as /proc, where even root cannot create anything) is refused too.
+    """
     if path is None:
         return
     folder = Path(path)
@@ -250,8 +260,27 @@ def _output_folder(path: str | None, option: str) -> None:
         raise InputError(
             f"{option} {folder} cannot be created: {existing} is a file; choose a writable folder"
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {folder}: {existing} is not writable; choose a writable folder")
+    reason = _unwritable(existing)
+    if reason:
+        verb = "cannot be written" if existing == folder else "cannot be created"
+        raise InputError(
+            f"{option} {folder} {verb}: {existing} {reason}; choose a folder you can write to, "
+            f"e.g. {option} out/{folder.name or 'result'}"
+        )
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why nothing can be created in the existing ``folder``, or None if something can."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "is on a read-only file system"
+    except (AttributeError, OSError):  # no statvfs on this platform: rely on the checks below
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "is not writable by this user"
+    if not folder.stat().st_mode & 0o222:
+        return "grants write permission to no one"
+    return None
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
@@ -611,13 +640,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return status
     except InputError as exc:
         print(f"moelaw {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"moelaw {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return EXIT_BROKEN_PIPE
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output's reader has gone; if so, point it at the null device.
+
+    Output still buffered would otherwise raise BrokenPipeError again when the interpreter
+    flushes it on exit. A pipe or socket whose reader has gone reports an error or hang-up to
+    ``poll``; a stream without a file descriptor is asked by flushing it.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        fd = None
+    if fd is not None and hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        closed = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    else:
+        try:
+            sys.stdout.flush()
+            closed = False
+        except BrokenPipeError:
+            closed = True
+    if closed and fd is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return closed
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import logging
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -106,6 +108,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             log_to_driver=False,
         )
     else:
+        _check_reachable(address, CONNECT_TIMEOUT_S)
         ray.init(
             address=address,
             configure_logging=False,
@@ -116,6 +119,58 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         yield
     finally:
         ray.shutdown()
+
+
+CONNECT_TIMEOUT_S = 30.0
+"""Seconds to wait for the Ray cluster at ``--address`` to answer before refusing the sweep.
+
+Ray itself retries a silent address for about ten minutes (20 attempts of 30 s in Ray 2.60), and
+its ``ray.init`` takes no timeout for this."""
+
+# Run in a child process: one GCS client, which starts no Ray process. Exit 0 when the GCS
+# answered, 1 when it did not, 3 when this Ray has no such client (the check is then skipped).
+_PROBE = """
+import sys
+try:
+    from ray._raylet import GcsClient
+except Exception:
+    sys.exit(3)
+try:
+    GcsClient(address=sys.argv[1]).cluster_id
+except Exception:
+    sys.exit(1)
+"""
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Refuse an address where no Ray cluster answers within ``timeout_s`` seconds.
+
+    The GCS (Ray's head service) is asked for the cluster's id from a child process that is
+    killed at the deadline, so the wait is bounded whatever Ray's own retries would do. Ray reads
+    its connect timeout from ``RAY_py_gcs_connect_timeout_s`` (default 30 s), which the child gets
+    set to the same bound.
+    """
+    env = {**os.environ, "RAY_py_gcs_connect_timeout_s": str(max(1, math.ceil(timeout_s)))}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _PROBE, address],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        status = child.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        status = None
+    if status in (0, 3):
+        return
+    raise InputError(
+        f"cannot reach a Ray cluster at {address} within {timeout_s:g} s; start one with "
+        "`python -m cluster.local_cluster SPEC` (see README: it runs the sweep on a local "
+        "two-node cluster), drop --address to use a private local Ray, or check the address"
+    )
 
 
 def _sync_loopback_flag() -> None:

@@ -140,8 +140,9 @@ def bootstrap(fit, n: int = 1000, *, seed: int = 0, level: float = 0.95, workers
     fit.bootstrap_samples = _replicates(fit, counts, workers, maxiter, derived)
     ok = fit.bootstrap_samples["converged"].to_numpy(bool)
     if not ok.all():
-        log.warning("%d of %d bootstrap refits did not converge; they are left out",
-                    int((~ok).sum()), len(ok))  # fmt: skip
+        trust = "" if 2 * ok.sum() >= len(ok) else " (too few to trust)"
+        log.warning("%d of %d bootstrap refits did not converge; the intervals rest on the "
+                    "other %d%s", int((~ok).sum()), len(ok), int(ok.sum()), trust)  # fmt: skip
     if method == "bca":
         jackknife(fit, workers=workers, derived=derived, maxiter=maxiter)
     return intervals(fit, method, level)

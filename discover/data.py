@@ -152,9 +152,7 @@ def check_table(df, inputs, target="loss", *, positive=None, varying=()) -> pd.D
     columns = [*inputs, target]
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise InputError(
-            f"column(s) {missing} missing from the table; available columns: {list(df.columns)}"
-        )
+        raise InputError(_missing_message(missing, target, list(df.columns)))
     if len(df) == 0:
         raise InputError("the table has no rows; nothing to fit")
     for column in columns:
@@ -171,6 +169,38 @@ def check_table(df, inputs, target="loss", *, positive=None, varying=()) -> pd.D
                 "law without it"
             )
     return df
+
+
+def _missing_message(missing: list[str], target: str, available: list[str]) -> str:
+    """Name the missing columns and the options that read them from other columns."""
+    fixes = []
+    for name in missing:
+        likely = _likely_column(name, available, is_target=name == target)
+        column = likely or "COLUMN"
+        if name == target:
+            fixes.append(f"--target {column}")
+        else:
+            fixes.append(f"--use {name}={column}")
+    return (
+        f"column(s) {missing} missing from the table; available columns: {available}; read "
+        f"them from other columns with {' '.join(fixes)}"
+    )
+
+
+def _likely_column(name: str, available: list[str], is_target: bool) -> str | None:
+    """The one column a missing ``name`` most likely is: equal up to case, or (for the target)
+    the only column whose name contains it, such as ``val_loss`` for ``loss`` (of several, the
+    only validation one)."""
+    same = [c for c in available if c.lower() == name.lower()]
+    if len(same) == 1:
+        return same[0]
+    if is_target:
+        holding = [c for c in available if name.lower() in c.lower()]
+        validation = [c for c in holding if c.lower().startswith(("val", "eval"))]
+        for found in (holding, validation):
+            if len(found) == 1:
+                return found[0]
+    return None
 
 
 def _numeric(df, column) -> np.ndarray:

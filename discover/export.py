@@ -9,12 +9,20 @@ rename):
 - ``law.txt``: the same expression as plain sympy text at full precision; read it back safely with
   :func:`read_law_txt` (uses :func:`discover.formula.parse_formula`, never ``eval``).
 - ``law.tex``: ``sympy.latex`` of it.
-- ``law.json``: name, inputs, columns, symbolic formula, constants with values and bounds, metrics,
-  convergence.
+- ``law.json``: name, inputs, columns, symbolic formula, constants with values and the bounds
+  they were searched in (``lo``, ``hi``, ``log_space``), metrics, convergence, and
+  ``refit_command``: the ``moelaw fit`` command line that fits the same law again, within the
+  same bounds (:func:`fit_command`).
 - ``law.py``: a standalone Python module that needs only numpy: ``predict(table)`` (or
   ``predict(N, D)``, ``predict(N=..., D=...)``) returns the law's loss, its constants written with
-  ``repr`` (the float64 values, digit for digit). The same function is available in memory from
+  ``repr`` (the float64 values, digit for digit), their search bounds (``BOUNDS``) and the
+  command that fits it again (``REFIT_COMMAND``). The same function is available in memory from
   :func:`to_numpy_function`, without writing or importing anything.
+
+A law's bounds belong to it: the structured search gives a scale constant ``[1e-8, 1e12]`` in log
+space, say, where a formula typed on the command line gets ``[-100, 100]``; a re-fit within the
+defaults can land elsewhere. :func:`fit_command` writes every bound out as ``--bounds
+NAME=LO:HI[:log]`` with the float64 values digit for digit.
 
 The LaTeX is sympy's, which matplotlib's mathtext (``usetex=False``) renders, small and large
 exponents (``5.0 \\cdot 10^{-14}``) included; :func:`latex_text` is the single place it is made.
@@ -26,6 +34,7 @@ import json
 import keyword
 import math
 import os
+import shlex
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,22 +42,28 @@ from pathlib import Path
 import numpy as np
 import sympy
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
 
 from discover.formula import FACTORS, parse_formula
+from discover.laws import Bounds
 from results.errors import InputError
 
 
-def export_law(fit, out_dir, metrics=None) -> dict[str, Path]:
+def export_law(fit, out_dir, metrics=None, data_flag=None) -> dict[str, Path]:
     """Export a fitted law.
 
     Parameters
     ----------
     fit : FitResult
-        The fitted law.
+        The fitted law; its law's bounds are recorded with every constant.
     out_dir : str or Path
         Folder to write into; created if missing.
     metrics : dict, optional
         Scores to record (e.g. ``{"fit": fit.metrics(train), "holdout": fit.metrics(test)}``).
+    data_flag : str, optional
+        The runs the law was fitted on, for the ``moelaw fit`` command written into ``law.json``
+        and ``law.py`` (see :func:`fit_command`). Default: none, so the command reads the
+        bundled study.
 
     Returns
     -------
@@ -61,13 +76,18 @@ def export_law(fit, out_dir, metrics=None) -> dict[str, Path]:
     except OSError as err:
         raise InputError(f"cannot create the export folder {str(out)!r}: {err.strerror}; "
                          "choose a writable folder") from None  # fmt: skip
-    expr = fit.sympy()
+    expr, law = fit.sympy(), fit.law
+    command, why_not = _refit_command(fit, data_flag)
+    columns = {n: fit.columns.get(n, n) for n in law.inputs}
+    summary = _summary(fit, metrics, command, why_not)
     texts = {
         "srepr": sympy.srepr(expr),
         "txt": sympy.sstr(expr, full_prec=True),
         "tex": latex_text(expr),
-        "json": json.dumps(_summary(fit, metrics), indent=2, sort_keys=True, allow_nan=False),
-        "py": to_numpy_function(fit).source,
+        "json": json.dumps(summary, indent=2, sort_keys=True, allow_nan=False),
+        "py": numpy_source(
+            law.expr, law.inputs, columns, fit.params, bounds=law.constants, refit_command=command
+        ),
     }
     paths = {}
     for kind, text in texts.items():
@@ -84,19 +104,18 @@ def read_law_txt(path) -> sympy.Expr:
     return parse_formula(path.read_text().strip())
 
 
-def _summary(fit, metrics) -> dict:
+def _summary(fit, metrics, command, why_not) -> dict:
     law = fit.law
+    bounds = bounds_to_json(law.constants)
     constants = {
         name: {
             "value": fit.params[name],
-            "lo": b.lo,
-            "hi": b.hi,
-            "log_space": b.positive,
+            **bounds[name],
             "reference": (law.reference or {}).get(name),
         }  # fmt: skip
-        for name, b in law.constants.items()
+        for name in law.constants
     }
-    return {
+    summary = {
         "name": law.name,
         "inputs": list(law.inputs),
         "columns": {n: fit.columns.get(n, n) for n in law.inputs},
@@ -113,7 +132,214 @@ def _summary(fit, metrics) -> dict:
         "metrics": _clean(metrics or {}),
         "units": dict(law.units),
         "doc": law.doc,
+        "refit_command": command,
     }
+    if why_not:
+        summary["refit_note"] = why_not
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Bounds and the command that fits a law again
+
+
+def bounds_to_json(constants: Mapping[str, Bounds]) -> dict[str, dict]:
+    """Each constant's search bounds as JSON-ready values.
+
+    Parameters
+    ----------
+    constants : dict of str to Bounds
+        A law's constants (``law.constants``).
+
+    Returns
+    -------
+    dict of str to dict
+        ``{name: {"lo": float, "hi": float, "log_space": bool, "positive": bool}}``;
+        ``log_space`` and ``positive`` are the same flag (a ``positive`` constant is searched and
+        fitted in log space, ``:log`` in ``--bounds``); an infinite bound is ``None`` (JSON
+        ``null``). Read back with :func:`bounds_from_json`.
+    """
+    return {
+        name: {
+            "lo": _finite(float(b.lo)),
+            "hi": _finite(float(b.hi)),
+            "log_space": bool(b.positive),
+            "positive": bool(b.positive),
+        }
+        for name, b in constants.items()
+    }
+
+
+def bounds_from_json(record: Mapping[str, Mapping]) -> dict[str, Bounds]:
+    """The :class:`~discover.laws.Bounds` of each constant from :func:`bounds_to_json` output.
+
+    Also reads the ``constants`` of a ``law.json`` (other keys of each entry are ignored), e.g.
+    ``law_from_expr(doc["formula"], doc["inputs"], bounds=bounds_from_json(doc["constants"]))``
+    rebuilds the exported law with the bounds it was fitted within.
+    """
+    bounds = {}
+    for name, entry in record.items():
+        if not {"lo", "hi"} <= set(entry):
+            raise InputError(f"constant {name!r} has no bounds (lo, hi) in {dict(entry)}; "
+                             "export the law again with this version of moelaw")  # fmt: skip
+        log_space = bool(entry.get("positive", entry.get("log_space", False)))
+        lo = -math.inf if entry["lo"] is None else float(entry["lo"])
+        hi = math.inf if entry["hi"] is None else float(entry["hi"])
+        bounds[name] = Bounds(lo, hi, positive=log_space)
+    return bounds
+
+
+class _FormulaPrinter(StrPrinter):
+    """Plain sympy text in the spellings :func:`discover.formula.parse_formula` reads."""
+
+    def _print_Abs(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_Min(self, expr):
+        return "min(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Max(self, expr):
+        return "max(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Exp1(self, expr):
+        return "exp(1)"  # "E" would read as the expert count
+
+    def _print_Float(self, expr):
+        return repr(float(expr))  # the float64 the fitter computes with, digit for digit
+
+
+def _as_float64(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every number stored as the float64 it stands for (to compare laws)."""
+    return expr.xreplace({f: sympy.Float(float(f), 17) for f in expr.atoms(sympy.Float)})
+
+
+def formula_text(expr: sympy.Expr) -> str:
+    """``expr`` as ``--formula`` text that reads back to the same law.
+
+    Numbers are written with ``repr`` of their float64 values; the text is checked by reading
+    it back with :func:`discover.formula.parse_formula`.
+
+    Raises
+    ------
+    InputError
+        When the text does not read back to ``expr`` (a function the formula parser lacks).
+    """
+    text = _FormulaPrinter().doprint(expr)
+    try:
+        same = _as_float64(parse_formula(text)) == _as_float64(expr)
+        why = f"{text!r} reads back as another expression"
+    except InputError as err:
+        same, why = False, f"the formula parser refuses {text!r}: {err}"
+    if not same:
+        raise InputError(f"the law {sympy.sstr(expr)!r} cannot be written as `moelaw fit "
+                         f"--formula` text ({why}); fit it from Python with "
+                         "discover.fit.fit_law instead")  # fmt: skip
+    return text
+
+
+def fit_command(law, data_flag=None) -> str:
+    """The ``moelaw fit`` command line that fits ``law`` again, within the law's own bounds.
+
+    The formula is written with its constants as names, every constant gets ``--bounds
+    NAME=LO:HI`` (``:log`` for a ``positive`` constant, searched in log space) with the float64
+    bounds written by ``repr``, digit for digit, so the command searches the box the law was
+    fitted in, not the defaults a typed formula gets. ``--inputs`` is added where the formula's
+    names would not tell the inputs apart from the constants. Given a fit, its column mapping
+    (``--use N=Na``) and objective (``--loss``, ``--delta``, ``--residual``, where not the
+    defaults) are added too. Run on the same rows, the command returns the fitted constants.
+
+    Parameters
+    ----------
+    law : Law or FitResult
+        The law, or a fit of it (e.g. ``LawRegressor(...).fit(...).best_``,
+        ``DiscoveryResult.best``).
+    data_flag : str, optional
+        Where the runs come from: a store folder or table file (written as ``--data PATH``), or
+        command-line flags as typed, e.g. ``"--data runs.csv --holdout-above 1e9"`` (kept as
+        they are). Default: none, so the command reads the bundled study, as ``moelaw fit`` does
+        without ``--data``.
+
+    Returns
+    -------
+    str
+        One shell command line (POSIX quoting; split it with :func:`shlex.split`).
+
+    Raises
+    ------
+    InputError
+        A bound that is not finite, a formula the ``--formula`` parser cannot read back, or a
+        weighted or grouped fit (``moelaw fit`` has neither weights nor groups).
+
+    Examples
+    --------
+    >>> from discover.laws import Bounds, law_from_expr
+    >>> law = law_from_expr("L0 + A/N**alpha", ["N"], bounds={"A": Bounds(1.0, 1e6, True)})
+    >>> print(fit_command(law, "runs.csv"))
+    moelaw fit --data runs.csv --formula 'A/N**alpha + L0' --bounds A=1.0:1000000.0:log \
+--bounds L0=0.0:10.0 --bounds alpha=0.0:2.0
+    """
+    fit = law if hasattr(law, "law") and hasattr(law, "params") else None
+    law = fit.law if fit is not None else law
+    argv = ["moelaw", "fit", *_data_argv(data_flag), "--formula", formula_text(law.expr)]
+    names = {s.name for s in law.expr.free_symbols}
+    if {n for n in FACTORS if n in names} != set(law.inputs):
+        argv += ["--inputs", ",".join(law.inputs)]
+    for name, b in law.constants.items():
+        argv += ["--bounds", f"{name}={_bounds_text(name, b)}"]
+    if fit is not None:
+        argv += _fit_argv(fit)
+    return shlex.join(argv)
+
+
+def _data_argv(data_flag) -> list[str]:
+    """``--data PATH`` for a path, the split flags for flag text, nothing for ``None``."""
+    if data_flag is None:
+        return []
+    text = str(data_flag)
+    if text.lstrip().startswith("-"):
+        return shlex.split(text)
+    return ["--data", text]
+
+
+def _bounds_text(name: str, b: Bounds) -> str:
+    """``LO:HI`` or ``LO:HI:log``, as ``--bounds`` reads it, numbers digit for digit."""
+    lo, hi = float(b.lo), float(b.hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"constant {name!r} has bounds [{lo}, {hi}], which `moelaw fit "
+                         "--bounds` cannot take; give it finite bounds (law.with_bounds("
+                         f"{name}=Bounds(lo, hi)))")  # fmt: skip
+    return f"{lo!r}:{hi!r}" + (":log" if b.positive else "")
+
+
+def _fit_argv(fit) -> list[str]:
+    """The column mapping and objective of a fit, as ``moelaw fit`` flags."""
+    if getattr(fit, "groups", None):
+        raise InputError("a grouped fit (discover.groups.fit_grouped) has constants per group, "
+                         "which `moelaw fit` cannot fit; re-fit it with fit_grouped")  # fmt: skip
+    problem = getattr(fit, "problem", None)
+    if problem is not None and np.ptp(problem.w) > 0:
+        raise InputError("the fit weighs its rows unequally and `moelaw fit` has no weights; "
+                         "re-fit it with discover.fit.fit_law(..., weights=...)")  # fmt: skip
+    argv = []
+    for symbol_name, column in sorted((fit.columns or {}).items()):
+        if symbol_name != column and symbol_name in fit.law.inputs:
+            argv += ["--use", f"{symbol_name}={column}"]
+    if fit.loss != "huber":
+        argv += ["--loss", fit.loss]
+    if float(fit.delta) != 1e-3:
+        argv += ["--delta", repr(float(fit.delta))]
+    residual = getattr(problem, "residual", "log")
+    if residual != "log":
+        argv += ["--residual", residual]
+    return argv
+
+
+def _refit_command(fit, data_flag) -> tuple[str | None, str | None]:
+    """:func:`fit_command` of ``fit``, or ``None`` and the reason it cannot be written."""
+    try:
+        return fit_command(fit, data_flag), None
+    except InputError as err:
+        return None, str(err)
 
 
 def _clean(obj):
@@ -210,8 +436,8 @@ _NUMPY_FOLDS = {sympy.Min: "minimum", sympy.Max: "maximum"}
 _NUMPY_CONSTANTS = {sympy.pi: "pi", sympy.E: "e"}
 
 #: Names the generated module defines itself; a law symbol with one of these names gets a ``_``.
-_RESERVED = frozenset({"np", "predict", "INPUTS", "COLUMNS", "CONSTANTS", "FORMULA", "args",
-                       "kwargs", "values", "shape", "value"})  # fmt: skip
+_RESERVED = frozenset({"np", "predict", "INPUTS", "COLUMNS", "CONSTANTS", "BOUNDS", "FORMULA",
+                       "REFIT_COMMAND", "args", "kwargs", "values", "shape", "value"})  # fmt: skip
 
 
 class NumpyLaw:
@@ -231,17 +457,26 @@ class NumpyLaw:
         Data column read for each input when called with a table.
     constants : dict of str to float
         Value of each constant.
+    bounds : dict of str to Bounds or None
+        The interval each constant was searched in, for a fitted law; ``None`` for an
+        expression.
+    refit_command : str or None
+        The ``moelaw fit`` command that fits the law again (:func:`fit_command`), for a fitted
+        law that one can write.
     source : str
         The same function as a standalone module (numpy only), the text of ``law.py``.
     """
 
-    def __init__(self, expr, inputs, columns, constants):
+    def __init__(self, expr, inputs, columns, constants, bounds=None, refit_command=None):
         self.expr = expr
         self.inputs = tuple(inputs)
         self.columns = {name: columns.get(name, name) for name in self.inputs}
         self.constants = {name: float(value) for name, value in constants.items()}
+        self.bounds = None if bounds is None else dict(bounds)
+        self.refit_command = refit_command
         self._evaluate = _compile_numpy(expr)
-        self.source = numpy_source(expr, self.inputs, self.columns, self.constants)
+        self.source = numpy_source(expr, self.inputs, self.columns, self.constants,
+                                   bounds=self.bounds, refit_command=refit_command)  # fmt: skip
 
     def __call__(self, *args, **kwargs) -> np.ndarray:
         values = self._read(args, kwargs)
@@ -319,11 +554,13 @@ def to_numpy_function(fit_or_expr, inputs=None, *, constants=None, columns=None)
     >>> float(f(N=1e9).round(4))
     2.044
     """
+    bounds = command = None
     if hasattr(fit_or_expr, "law") and hasattr(fit_or_expr, "params"):
         fit = fit_or_expr
         expr, values = fit.law.expr, dict(fit.params)
         inputs = tuple(inputs or fit.law.inputs)
         columns = {**dict(getattr(fit, "columns", {}) or {}), **(columns or {})}
+        bounds, (command, _) = fit.law.constants, _refit_command(fit, None)
     else:
         if isinstance(fit_or_expr, str):
             fit_or_expr = parse_formula(fit_or_expr)  # the whitelist parser, never eval
@@ -338,7 +575,7 @@ def to_numpy_function(fit_or_expr, inputs=None, *, constants=None, columns=None)
         )
         inputs = tuple(inputs or names)
     _check_symbols(expr, inputs, values)
-    return NumpyLaw(expr, inputs, columns or {}, values)
+    return NumpyLaw(expr, inputs, columns or {}, values, bounds, command)
 
 
 def _factor_order(name: str) -> tuple[int, str]:
@@ -398,20 +635,29 @@ def _unsupported(expr) -> str:
             "min, max); rewrite the law without it")  # fmt: skip
 
 
-def numpy_source(expr, inputs, columns, constants) -> str:
+def numpy_source(expr, inputs, columns, constants, *, bounds=None, refit_command=None) -> str:
     """Text of a standalone Python module (numpy only) that evaluates the law.
 
     Constants are written with ``repr`` of their float64 values, so the module predicts what the
     fit predicts to the last digit of the arithmetic. See :func:`to_numpy_function` for the
-    parameters; the module's ``predict`` takes the same arguments as :class:`NumpyLaw`.
+    parameters; the module's ``predict`` takes the same arguments as :class:`NumpyLaw`. With
+    ``bounds`` (dict of str to Bounds), the module also holds ``BOUNDS = {name: (lo, hi,
+    log_space)}``, the interval each constant was searched in; with ``refit_command``,
+    ``REFIT_COMMAND``, the ``moelaw fit`` command that fits the law again.
     """
     names = _identifiers([*inputs, *constants])
     formula = _code(expr, names)
+    about = []
+    if bounds is not None:
+        about.append("BOUNDS holds the interval (lo, hi, searched in log space) of each constant.")
+    if refit_command is not None:
+        about.append("REFIT_COMMAND fits the law again on its runs, within those bounds.")
     lines = [
         f'"""Scaling law exported by moelaw; needs only numpy.\n\n    {_docline(expr)}\n',
         "Call ``predict(table)`` with a pandas DataFrame or a dict of arrays (read by the",
         "columns in COLUMNS), ``predict(" + ", ".join(inputs) + ")`` with one array per input, or",
         "pass the inputs by keyword. Constants are float64 values written in full.",
+        *about,
         '"""',
         "",
         "from collections.abc import Mapping",
@@ -424,6 +670,8 @@ def numpy_source(expr, inputs, columns, constants) -> str:
         "CONSTANTS = {",
         *(f"    {name!r}: {float(value)!r}," for name, value in constants.items()),
         "}",
+        *_bounds_source(bounds),
+        *([f"REFIT_COMMAND = {refit_command!r}"] if refit_command is not None else []),
         "",
         "",
         "def predict(*args, **kwargs):",
@@ -440,6 +688,20 @@ def numpy_source(expr, inputs, columns, constants) -> str:
         _READ_SOURCE,
     ]
     return "\n".join(lines)
+
+
+def _bounds_source(bounds) -> list[str]:
+    """``BOUNDS = {...}`` lines of the module, numbers by ``repr``; none without bounds."""
+    if bounds is None:
+        return []
+    return [
+        "BOUNDS = {",
+        *(
+            f"    {name!r}: ({float(b.lo)!r}, {float(b.hi)!r}, {bool(b.positive)!r}),"
+            for name, b in bounds.items()
+        ),
+        "}",
+    ]
 
 
 def _docline(expr) -> str:

@@ -304,3 +304,82 @@ def _describe(node: ast.AST) -> str:
     label = kinds.get(type(node), f"a {type(node).__name__} node")
     column = getattr(node, "col_offset", None)
     return label if column is None else f"{label} (column {column + 1})"
+
+
+def near_miss_constants(expr: sympy.Expr, inputs, names) -> list[str]:
+    """Notes on constants that look like a mistyped input name.
+
+    Every name of a formula that is not an input is fitted as a constant, so a typo such as
+    ``Nn`` for ``N`` silently turns an input into a number. A constant is suspect when it
+    stands where inputs stand -- the base of a power (``Nn**(-alpha)``, ``1/Nn``,
+    ``sqrt(Nn)``) or the whole argument of ``log`` or ``exp`` (``log(Nn)``) -- and it is a
+    near miss of one of ``names`` that the formula does not already use: equal to it up to
+    case, or, for constants of two or more characters, one edit (insertion, deletion or
+    substitution) away. Constants in other places (coefficients such as ``a``, ``e``, ``d``
+    in published laws, an irreducible loss ``E0``) are never suspect, and neither is a
+    constant whose look-alike the formula already uses as an input (``n`` beside ``N`` in
+    Zhao et al.'s law).
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        A parsed formula (:func:`parse_formula`).
+    inputs : sequence of str
+        The names read from the data.
+    names : iterable of str
+        Names a user may have meant: the factors and the data's columns.
+
+    Returns
+    -------
+    list of str
+        One note per suspect constant, naming the look-alikes, e.g. ``"Nn is read as a
+        constant, not an input: there is no column 'Nn'; did you mean N?"``, or saying that a
+        constant placed like an input is itself one of ``names``. Empty when none.
+
+    Examples
+    --------
+    >>> near_miss_constants(parse_formula("L0 + A*Nn**(-alpha)"), [], ["N", "D"])
+    ["Nn is read as a constant, not an input: there is no column 'Nn'; did you mean N?"]
+    """
+    names = set(names)
+    used = {str(s) for s in expr.free_symbols}
+    constants = used - set(inputs)
+    placed = set()  # constants that stand where an input would
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and isinstance(node.base, sympy.Symbol):
+            placed.add(str(node.base))
+        elif isinstance(node, (sympy.log, sympy.exp)) and isinstance(node.args[0], sympy.Symbol):
+            placed.add(str(node.args[0]))
+    candidates = sorted(set(names) - used, key=str)
+
+    notes = []
+    for name in sorted(constants & placed):
+        meant = [c for c in candidates if _near(name, c)]
+        if name in names:
+            notes.append(
+                f"{name} is read as a constant, not an input, although the data has a column "
+                f"{name!r}; list it in --inputs to read it from the data"
+            )
+        elif meant:
+            notes.append(
+                f"{name} is read as a constant, not an input: there is no column {name!r}; "
+                f"did you mean {' or '.join(meant)}?"
+            )
+    return notes
+
+
+def _near(typed: str, name: str) -> bool:
+    """Equal up to case, or (for two or more characters typed) one edit apart."""
+    if typed.lower() == name.lower():
+        return True
+    return len(typed) >= 2 and _one_edit(typed, name)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with exactly one character inserted, deleted or substituted."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))

@@ -23,9 +23,9 @@ import pandas as pd
 import sympy
 
 from discover.data import check_table, constants_at_bounds, load_table, unit_hints
-from discover.export import write_atomic
+from discover.export import bounds_from_json, bounds_to_json, write_atomic
 from discover.fit import FitResult, IdentifiabilityWarning, fit_law
-from discover.formula import parse_formula
+from discover.formula import near_miss_constants, parse_formula
 from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
 from discover.metrics import extrapolation_split, scores
 from results.errors import InputError
@@ -52,6 +52,7 @@ class LawReport:
     columns: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     intervals: list[dict] = field(default_factory=list)  # bootstrap: constant, value, se, lo, hi
+    bounds: dict[str, dict] = field(default_factory=dict)  # constant: lo, hi, log_space
 
 
 @dataclass
@@ -113,12 +114,47 @@ def split(
             "another factor with --holdout-factor"
         )
     if threshold is not None:
+        _check_cut(table, factor, threshold, None)
         return extrapolation_split(table, factor, threshold=threshold)
     if not 0 < fraction < 1:
         raise InputError(
             f"holdout fraction must be in (0, 1), got {fraction!r}; 0.2 holds out the top fifth"
         )
+    _check_cut(table, factor, None, fraction)
     return extrapolation_split(table, factor, quantile=1.0 - fraction)
+
+
+def _check_cut(table, factor, threshold: float | None, fraction: float | None) -> None:
+    """Refuse a split that holds out no row or every row, naming the options that fix it."""
+    if factor not in table.columns or not len(table):
+        return  # extrapolation_split names the missing column
+    values = table[factor].to_numpy(dtype=float)
+    cut = float(threshold) if threshold is not None else np.quantile(values, 1.0 - fraction)
+    held = int((values > cut).sum())
+    if 0 < held < len(values):
+        return
+    distinct = np.unique(values)
+    below_max = distinct[-2] if len(distinct) > 1 else distinct[-1]
+    at_max = int((values == values.max()).sum())
+    least = (at_max - 1) / (len(values) - 1) if len(values) > 1 else 0.0  # linear quantile
+    span = f"{factor} spans {values.min():.4g} to {values.max():.4g}"
+    fixes = (
+        f"hold out the runs at the largest {factor} with --holdout-above {below_max:.4g}, "
+        f"{'drop --holdout-above and ' if threshold is not None else ''}"
+        f"hold out a larger fraction with --holdout-quantile Q (Q above {least:.3g}; "
+        f"{at_max} of {len(values)} rows share the largest {factor}), or split on another "
+        "column with --holdout-factor COLUMN"
+    )
+    if threshold is not None:
+        raise InputError(
+            f"--holdout-above {threshold:.4g} holds out {held} of {len(values)} rows ({span}); "
+            "give a value inside that range: " + fixes
+        )
+    raise InputError(
+        f"--holdout-quantile {fraction:g} holds out the rows above the {1 - fraction:g} "
+        f"quantile of {factor}, {cut:.4g}, which leaves {held} of {len(values)} rows held out "
+        f"({span}); " + fixes
+    )
 
 
 def select_rows(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
@@ -256,6 +292,7 @@ def report_fit(name: str, fit: FitResult, table, fit_mask, hold_mask, target) ->
         holdout=_scores(fit, table[hold_mask], target) if hold_mask.any() else {},
         optima=optima,
         columns=dict(fit.columns),
+        bounds=bounds_to_json(law.constants),
     )
     n_fit = int(np.count_nonzero(fit_mask))
     if n_fit <= law.n_constants:
@@ -454,6 +491,9 @@ def run_fit(
     notes: list[str] = []
     chosen = _law_from_args(law, formula, inputs, bounds, notes)
     table = _load(source, list(chosen.inputs), target, holdout_factor, where, columns, [chosen])
+    if formula is not None:  # a mistyped input would otherwise be fitted as a constant
+        names = [*FACTORS, *(c for c in table.columns if c != target)]
+        notes += near_miss_constants(chosen.expr, chosen.inputs, names)
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     options = {"loss": loss, "delta": delta, "residual": residual}
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes, **options)
@@ -464,6 +504,10 @@ def run_fit(
             summary = fit.bootstrap(n=int(bootstrap))
         report.notes += [str(w.message) for w in caught
                          if issubclass(w.category, IdentifiabilityWarning)]  # fmt: skip
+        ok = fit.bootstrap_samples["converged"].to_numpy(bool)
+        note = bootstrap_note(int(ok.sum()), len(ok), fit.converged)
+        if note:
+            report.notes.append(note)
         report.intervals = _jsonable(summary.to_dict(orient="records"))
     outcome = _outcome(
         "fit",
@@ -543,6 +587,28 @@ def run_compare(
     )
     outcome.settings["skipped_laws"] = lacking
     return _record_split(outcome, where, columns, holdout_quantile, holdout_threshold)
+
+
+def bootstrap_note(n_ok: int, n: int, fit_converged: bool = True) -> str | None:
+    """What the intervals rest on when some bootstrap refits did not converge, else None.
+
+    Refits that do not converge are left out, so the intervals come from the resamples whose
+    refit converged: a subset selected by convergence, which over-represents the resamples
+    that are easy to fit. When fewer than half converged they cannot be trusted.
+    """
+    failed = n - n_ok
+    if failed == 0:
+        return None
+    basis = f"intervals from {n_ok} of {n} resamples ({failed} did not converge)"
+    if 2 * n_ok >= n:
+        return f"{basis}; those are left out"
+    why = [
+        "too few to trust: the refits kept are those that converged, not a random sample of "
+        "the resamples"
+    ]
+    if not fit_converged:
+        why.append("the fit itself did not converge")
+    return f"{basis}: {'; '.join(why)}"
 
 
 def _skipped_note(lacking: dict[str, list[str]], named: bool = False) -> str:
@@ -729,7 +795,8 @@ def _chosen(outcome: Outcome) -> LawReport | None:
 def _rebuild(report: LawReport) -> FitResult:
     """A :class:`FitResult` from a saved report (formula parsed safely, constants as saved)."""
     expr = parse_formula(report.formula)
-    law = law_from_expr(expr, report.inputs, name=report.name)
+    bounds = bounds_from_json(report.bounds) if report.bounds else None
+    law = law_from_expr(expr, report.inputs, name=report.name, bounds=bounds)
     params = {k: float(report.params[k]) for k in law.constants}
     return FitResult(
         law, params, math.nan, report.converged, "loaded from a saved result", 0, report.columns

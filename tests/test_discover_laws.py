@@ -74,7 +74,8 @@ def test_published_laws_carry_reference_units_and_assumptions(name):
 def test_clark_saturation_maps_dense_to_e_start_and_saturates_at_e_max():
     law = get_law("clark2022")
     assert law.n_constants == 6  # the limit of the Clark benchmark split
-    values = {"a": 0.0, "b": 1.0, "c": 0.0, "d": 0.0, "E_start": 2.0, "E_max": 300.0, "N": 1e8}
+    # E_max = E_start * E_ratio = 300
+    values = {"a": 0.0, "b": 1.0, "c": 0.0, "d": 0.0, "E_start": 2.0, "E_ratio": 150.0, "N": 1e8}
     e_hat = lambda E: float(law.substitute(values).subs({symbol("E"): E, symbol("N"): 1e8}))  # noqa: E731
     assert e_hat(1) == pytest.approx(2.0)
     assert e_hat(1e9) == pytest.approx(300.0, rel=1e-6)
