@@ -383,7 +383,13 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 
 class _MathtextLatexPrinter(LatexPrinter):
-    """sympy's LaTeX, with the one construct mathtext lacks (``cases``) written another way."""
+    """sympy's LaTeX, with the one construct mathtext lacks (``cases``) written another way, and
+    the activated parameter count ``Na`` written ``N_{a}`` as in the papers (not ``N a``)."""
+
+    def _print_Symbol(self, expr, style="plain"):
+        if expr.name == "Na":
+            return "N_{a}"
+        return super()._print_Symbol(expr, style=style)
 
     def _print_Piecewise(self, expr):
         parts = [

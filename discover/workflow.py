@@ -23,7 +23,7 @@ import pandas as pd
 import sympy
 
 from discover.data import check_table, constants_at_bounds, load_table, unit_hints
-from discover.export import bounds_from_json, bounds_to_json, write_atomic
+from discover.export import bounds_from_json, bounds_to_json, latex_text, write_atomic
 from discover.fit import FitResult, IdentifiabilityWarning, fit_law
 from discover.formula import near_miss_constants, parse_formula
 from discover.laws import LAWS, Bounds, Law, get_law, law_from_expr
@@ -283,7 +283,7 @@ def report_fit(name: str, fit: FitResult, table, fit_mask, hold_mask, target) ->
         name=name,
         formula=str(law.expr),
         fitted=sympy.sstr(fit.sympy(), full_prec=True),
-        latex=sympy.latex(law.expr),
+        latex=latex_text(law.expr),
         inputs=list(law.inputs),
         params={k: float(v) for k, v in fit.params.items()},
         n_constants=law.n_constants,

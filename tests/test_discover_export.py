@@ -174,3 +174,13 @@ def test_latex_of_a_long_discovered_law_renders(fitted, tmp_path):
     tex = export_law(fit, tmp_path)["tex"].read_text().strip()
     MathTextParser("path").parse(f"${tex}$")
     assert tex == latex_text(fit.sympy())
+
+
+def test_latex_writes_the_activated_parameter_count_with_a_subscript():
+    # "Na" printed as it is reads as N times a; the papers write N_a
+    from discover.export import latex_text
+    from discover.laws import get_law
+
+    text = latex_text(get_law("moe_joint").expr)
+    assert "N_{a}^{- \\alpha} k" in text and "\\frac{N_{a} h}{N}" in text
+    assert "Na" not in text
