@@ -960,17 +960,38 @@ def _num(value) -> str:
     return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
-def summarize(table: pd.DataFrame) -> str:
-    """A few lines describing a table of runs: sources, counts, factor ranges, loss range."""
+def summarize(table: pd.DataFrame, statuses: dict[str, int] | None = None) -> str:
+    """A few lines describing a table of runs: sources, counts, factor ranges, loss range, and
+    what a fit would refuse or skip.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The runs (for a store, its ``ok`` runs, as :func:`discover.data.load_table` reads them).
+    statuses : dict of str to int, optional
+        For a store: the number of runs of every status, ``{"ok": 150, "failed": 3}``; runs
+        that are not ``ok`` are not in ``table`` and are counted on a line of their own.
+    """
     lines = [f"{len(table)} runs"]
+    others = {k: v for k, v in (statuses or {}).items() if k != "ok" and v}
+    if others:
+        listed = ", ".join(f"{count} {status}" for status, count in sorted(others.items()))
+        lines[0] += f" (ok; also {listed}, not read: `moelaw sweep SPEC` runs them again)"
     if "source" in table.columns:
         for source, count in table["source"].value_counts().items():
             lines.append(f"  source {source}: {count} runs")
     for col in (*FACTORS, "loss"):
         if col in table.columns and len(table):
-            values = table[col].astype(float)
-            span = f"{values.min():.4g} .. {values.max():.4g}"
-            lines.append(f"  {col:5s} {span}  ({values.nunique()} distinct)")
+            values = pd.to_numeric(table[col], errors="coerce").astype(float)
+            finite = values[np.isfinite(values)]
+            span = f"{finite.min():.4g} .. {finite.max():.4g}" if len(finite) else "no numbers"
+            lines.append(f"  {col:5s} {span}  ({finite.nunique()} distinct)")
+            if len(finite) < len(values):
+                lines.append(f"  warning: {len(values) - len(finite)} runs have no finite {col}: "
+                             "fits refuse the table until they are dropped")  # fmt: skip
+            if col == "loss" and (finite <= 0).any():
+                lines.append(f"  warning: {int((finite <= 0).sum())} runs have loss <= 0: "
+                             "fits refuse the table until they are dropped")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -458,3 +458,35 @@ def test_sweep_address_where_no_ray_answers_is_refused(tmp_path, monkeypatch, ca
     import ray
 
     assert not ray.is_initialized()
+
+
+# -- data show: what a fit would refuse or skip ---------------------------------------------------
+
+
+def test_data_show_counts_runs_that_are_not_read_and_flags_bad_losses(tmp_path, capsys):
+    from results.schema import RunRecord, run_id
+    from results.store import Store
+
+    def record(i, status, loss):
+        config = {"study": "s", "i": i}
+        return RunRecord(
+            run_id=run_id(config), source="s", status=status, error="" if status == "ok" else "x",
+            N=1e6 * (i + 1), Na=2e5, D=1e8, G=2, S=0.0, E=8, loss=loss, seed=0, wall_time_s=1.0,
+            config=config, architecture={}, curve=[], extra={},
+        )  # fmt: skip
+
+    store = Store(tmp_path / "store", create=True)
+    for i, (status, loss) in enumerate([("ok", 3.0), ("ok", 2.9), ("failed", float("nan"))]):
+        store.write(record(i, status, loss))
+    assert main(["data", "show", str(store.path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 runs (ok; also 1 failed, not read: `moelaw sweep SPEC` runs them")
+    assert "warning" not in out
+
+    csv = tmp_path / "runs.csv"
+    csv.write_text("N,D,loss\n1e6,1e8,2.5\n2e6,1e8,nan\n3e6,1e8,-1\n")
+    assert main(["data", "show", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 runs\n")
+    assert "  loss  -1 .. 2.5  (2 distinct)" in out
+    assert "warning: 1 runs have no finite loss" in out and "warning: 1 runs have loss <= 0" in out
