@@ -85,6 +85,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         todo = sum(p.run_id not in stored for p in planned)
         print(f"{todo} of {len(planned)} runs to train into {store_path}")
         return 0
+    if args.address:  # an address where no Ray answers is refused before the store is created
+        from cluster.sweep import CONNECT_TIMEOUT_S, check_reachable
+
+        check_reachable(args.address, CONNECT_TIMEOUT_S)
     store = Store(store_path, create=True)
 
     if spec.adaptive is not None:

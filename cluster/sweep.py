@@ -108,7 +108,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             log_to_driver=False,
         )
     else:
-        _check_reachable(address, CONNECT_TIMEOUT_S)
+        check_reachable(address, CONNECT_TIMEOUT_S)
         ray.init(
             address=address,
             configure_logging=False,
@@ -142,7 +142,7 @@ except Exception:
 """
 
 
-def _check_reachable(address: str, timeout_s: float) -> None:
+def check_reachable(address: str, timeout_s: float) -> None:
     """Refuse an address where no Ray cluster answers within ``timeout_s`` seconds.
 
     The GCS (Ray's head service) is asked for the cluster's id from a child process that is

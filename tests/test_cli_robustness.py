@@ -454,6 +454,7 @@ def test_sweep_address_where_no_ray_answers_is_refused(tmp_path, monkeypatch, ca
         "two-node cluster), drop --address to use a private local Ray, or check the address"
     )
     assert started and all(p.returncode is not None for p in started)
+    assert not (tmp_path / "store").exists()  # refused before the store was created
     assert _children() - before == set()
     import ray
 
