@@ -566,6 +566,7 @@ def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedR
     """Resolve one point of a spec into a run configuration, refusing impossible targets."""
     from trainer.accounting import flops_per_token
     from trainer.config import RunConfig, TrainConfig
+    from trainer.data import check_length, token_count
     from trainer.solve import solve_architecture
 
     where = f"point ({describe(point)})"
@@ -573,6 +574,8 @@ def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedR
         raise InputError(f"{where}: no D (training tokens); set D in [defaults].")
     _check_integers(point, where)
     _check_tokens(point, where)
+    for f in spec.files:  # each file must hold a window of seq_len+1 bytes in both of its parts
+        check_length(f, token_count(f), int(point["seq_len"]), spec.val_fraction)
     n_total, n_active = _factor_targets(point, where)
 
     # 1. The architecture that realises the factor targets.

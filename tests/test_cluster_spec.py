@@ -182,3 +182,35 @@ def test_the_default_study_replicates_its_one_factor_blocks():
     replicated = [p for p, s in seeds_per_point.items() if s == {0, 1, 2}]
     assert len(runs) == 155
     assert len(replicated) == 49 and all(s in ({0}, {0, 1, 2}) for s in seeds_per_point.values())
+
+
+def test_a_data_file_too_short_for_a_window_is_refused_when_planning(tmp_path):
+    # Found before any run is submitted (it used to fail inside every Ray task)
+    short = tmp_path / "short.txt"
+    short.write_bytes(b"x" * 1000)  # validation part: ceil(1000 * 0.05) = 50 bytes < 65
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        f'name = "s"\nstore = "store"\n[data]\nfiles = ["{short}"]\n'
+        "[defaults]\nN = 1e5\nNa_ratio = 0.4\nD = 2e4\nG = 2\nd_model = 32\nn_layers = 1\n"
+        "seq_len = 64\nbatch_size = 8\n"
+    )
+    with pytest.raises(InputError) as caught:
+        plan(load_spec(spec_path))
+    assert str(caught.value).startswith(
+        f"data file '{short}' is too short: its training part has 950 bytes and its validation "
+        "part 50, each needs at least seq_len+1=65."
+    )
+    assert not (tmp_path / "store").exists()
+
+
+def test_token_count_reads_sizes_and_array_headers(tmp_path):
+    import numpy as np
+
+    from trainer.data import read_tokens, token_count
+
+    tokens = np.arange(700, dtype=np.uint16) % 300
+    np.save(tmp_path / "a.npy", tokens)
+    tokens.tofile(tmp_path / "a.bin")
+    (tmp_path / "a.txt").write_bytes(bytes(range(256)) * 3)
+    for name, n in (("a.npy", 700), ("a.bin", 700), ("a.txt", 768)):
+        assert token_count(tmp_path / name) == n == len(read_tokens(tmp_path / name, 512))
