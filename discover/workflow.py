@@ -754,8 +754,34 @@ def save_outcome(outcome: Outcome, out_dir: str | Path) -> dict[str, Path]:
     paths = {"result": outcome.save(out_dir / name)}
     report = _chosen(outcome)
     if report is not None:
-        paths.update(export_law(_rebuild(report), out_dir / "law", metrics=_metrics(report)))
+        paths.update(export_law(_rebuild(report), out_dir / "law", metrics=_metrics(report),
+                                data_flag=data_flags(outcome)))  # fmt: skip
     return paths
+
+
+def data_flags(outcome: Outcome) -> str | None:
+    """The command-line flags that select the runs and the split an outcome was computed on:
+    ``--data`` (unless the bundled study), ``--where``, ``--target`` and the holdout, so that a
+    ``moelaw fit`` command built from its law fits the same rows (the column mapping ``--use``
+    travels with the law itself). None when the defaults select them."""
+    import shlex
+
+    flags = []
+    if not outcome.source.startswith("bundled study"):
+        flags += ["--data", outcome.source]
+    split = outcome.settings.get("split", {})
+    for key, value in (split.get("where") or {}).items():
+        flags += ["--where", f"{key}={value}"]
+    if outcome.target != "loss":
+        flags += ["--target", outcome.target]
+    factor = outcome.holdout.get("factor", "N")
+    if factor != "N":
+        flags += ["--holdout-factor", factor]
+    if split.get("holdout_threshold") is not None:
+        flags += ["--holdout-above", repr(float(split["holdout_threshold"]))]
+    elif split.get("holdout_quantile") not in (None, 0.2):
+        flags += ["--holdout-quantile", repr(float(split["holdout_quantile"]))]
+    return " ".join(shlex.quote(f) for f in flags) if flags else None
 
 
 def load_outcome(path: str | Path) -> Outcome:
@@ -785,7 +811,8 @@ def export_saved(result: str | Path, out_dir: str | Path) -> dict[str, Path]:
     report = _chosen(outcome)
     if report is None:
         raise InputError(f"'{result}' names no chosen law to export")
-    return export_law(_rebuild(report), Path(out_dir), metrics=_metrics(report))
+    return export_law(_rebuild(report), Path(out_dir), metrics=_metrics(report),
+                      data_flag=data_flags(outcome))  # fmt: skip
 
 
 def _chosen(outcome: Outcome) -> LawReport | None:
@@ -817,7 +844,7 @@ def format_outcome(outcome: Outcome) -> str:
     lines = [
         f"data: {outcome.source} — {outcome.n_rows} runs; fitted on {outcome.n_fit}, "
         f"held out {outcome.n_holdout} with {h.get('factor')} > "
-        f"{h.get('threshold', float('nan')):.4g} (extrapolation)",
+        f"{h.get('threshold', float('nan')):.12g} (extrapolation)",
         "",
     ]
     if len(outcome.laws) > 1:

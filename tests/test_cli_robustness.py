@@ -491,3 +491,12 @@ def test_data_show_counts_runs_that_are_not_read_and_flags_bad_losses(tmp_path, 
     assert out.startswith("3 runs\n")
     assert "  loss  -1 .. 2.5  (2 distinct)" in out
     assert "warning: 1 runs have no finite loss" in out and "warning: 1 runs have loss <= 0" in out
+
+
+def test_the_printed_holdout_threshold_reproduces_the_split(capsys):
+    # Printed as 3.999e+05 it held out three more runs (at N = 399936) when typed back
+    assert main(["fit", "--law", "chinchilla"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("held out 29 with N > 399936 (extrapolation)")
+    assert main(["fit", "--law", "chinchilla", "--holdout-above", "399936"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == first

@@ -177,3 +177,23 @@ def test_saved_results_export_the_bounds_they_were_fitted_in(table_csv, tmp_path
     run_fit(csv, formula=FORMULA, bounds=given, holdout_threshold=THRESHOLD, out_dir=tmp_path)
     doc = json.loads((tmp_path / "law" / "law.json").read_text())
     assert doc["constants"]["c3"]["lo"] == 1e-8 and doc["constants"]["c3"]["hi"] == 1e12
+
+
+def test_a_saved_results_command_selects_the_same_runs_and_split(table_csv, tmp_path, capsys):
+    # The command names the data, the row selection and the holdout of the result: run from any
+    # folder it fits the same rows (it once read the bundled study instead)
+    from discover.workflow import run_fit
+
+    table, _ = table_csv
+    csv = tmp_path / "tagged runs.csv"  # a space: the path must be quoted
+    pd.concat([table.assign(tag=1), table.head(5).assign(tag=2, loss=9.0)]).to_csv(csv, index=False)
+    given = {"c3": "1e-8:1e12:log", "c1": "1e-8:1e12:log", "c4": "1e-4:1e3:log"}
+    outcome = run_fit(csv, formula=FORMULA, bounds=given, holdout_threshold=THRESHOLD,
+                      where={"tag": 1}, out_dir=tmp_path / "out")  # fmt: skip
+    command = json.loads((tmp_path / "out" / "law" / "law.json").read_text())["refit_command"]
+    assert command.startswith(
+        f"moelaw fit --data '{csv}' --where tag=1 --holdout-above {float(THRESHOLD)!r} --formula "
+    )
+    params = run_cli(shlex.split(command)[1:], capsys)
+    for name, value in outcome.laws[0].params.items():
+        assert params[name] == pytest.approx(value, rel=1e-6)
