@@ -183,6 +183,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     spec = parse_spec(doc, base_dir=Path.cwd())
     (planned,) = plan(spec)
+    from trainer.train import torch_device
+
+    torch_device(args.device)  # a device this machine lacks is refused before the store is touched
     store = Store(args.store, create=True) if args.store else None
     if store is not None and planned.run_id in store.ids() and not args.force:
         print(f"run {planned.run_id} is already in {store.path}; pass --force to train it again")
@@ -515,7 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, help="sequences per step (16)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on: cpu (default), cuda, cuda:N or mps",
+    )
     p.add_argument("--store", help="store the result in this results store")
     p.add_argument("--source", default="manual", help="source name stored with the run")
     p.add_argument("--force", action="store_true", help="train even if the run is stored")

@@ -316,9 +316,10 @@ def near_miss_constants(expr: sympy.Expr, inputs, names) -> list[str]:
     near miss of one of ``names`` that the formula does not already use: equal to it up to
     case, or, for constants of two or more characters, one edit (insertion, deletion or
     substitution) away. Constants in other places (coefficients such as ``a``, ``e``, ``d``
-    in published laws, an irreducible loss ``E0``) are never suspect, and neither is a
+    in published laws, an irreducible loss ``E0``) are not suspect as typos, and neither is a
     constant whose look-alike the formula already uses as an input (``n`` beside ``N`` in
-    Zhao et al.'s law).
+    Zhao et al.'s law). A constant named exactly like one of ``names`` (``seed``, ``loss``)
+    is noted wherever it stands.
 
     Parameters
     ----------
@@ -353,8 +354,8 @@ def near_miss_constants(expr: sympy.Expr, inputs, names) -> list[str]:
     candidates = sorted(set(names) - used, key=str)
 
     notes = []
-    for name in sorted(constants & placed):
-        meant = [c for c in candidates if _near(name, c)]
+    for name in sorted(constants):
+        meant = [c for c in candidates if _near(name, c)] if name in placed else []
         if name in names:
             notes.append(
                 f"{name} is read as a constant, not an input, although the data has a column "

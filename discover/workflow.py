@@ -494,6 +494,10 @@ def run_fit(
     if formula is not None:  # a mistyped input would otherwise be fitted as a constant
         names = [*FACTORS, *(c for c in table.columns if c != target)]
         notes += near_miss_constants(chosen.expr, chosen.inputs, names)
+        if target in chosen.constants:
+            notes.append(f"{target} is a constant of the formula and also the column it predicts "
+                         f"(--target {target}); the fit treats it as a number: rename the "
+                         "constant")  # fmt: skip
     fit_mask, hold_mask = split(table, holdout_factor, holdout_quantile, holdout_threshold)
     options = {"loss": loss, "delta": delta, "residual": residual}
     fit = _fit_quietly(chosen, table[fit_mask].reset_index(drop=True), target, notes, **options)

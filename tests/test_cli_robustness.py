@@ -500,3 +500,15 @@ def test_the_printed_holdout_threshold_reproduces_the_split(capsys):
     assert first.endswith("held out 29 with N > 399936 (extrapolation)")
     assert main(["fit", "--law", "chinchilla", "--holdout-above", "399936"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == first
+
+
+def test_constants_named_like_data_columns_or_the_target_are_noted(capsys):
+    formula = "L0 + A*Na**(-alpha) + B*D**(-beta) + seed*1e-3 + loss*1e-3"
+    assert main(["fit", "--formula", formula, "--json"]) == 0
+    notes = " ".join(json.loads(capsys.readouterr().out)["notes"])
+    assert "seed is read as a constant, not an input, although the data has a column 'seed'" in (
+        notes
+    )
+    assert "loss is a constant of the formula and also the column it predicts (--target loss)" in (
+        notes
+    )

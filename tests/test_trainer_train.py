@@ -205,3 +205,18 @@ def test_a_device_torch_does_not_know_is_named():
     if torch.cuda.is_available():  # on a GPU machine: an index past the last device
         with pytest.raises(InputError, match="pick one of cuda:0"):
             train(RunConfig.tiny(data=(AUSTEN,)), device=f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message of a machine without CUDA"
+)
+def test_moelaw_train_on_a_missing_device_writes_nothing(tmp_path, capsys):
+    from cluster.cli import main
+
+    store = tmp_path / "store"
+    argv = ["train", "--data", AUSTEN, "--N", "1e5", "--Na-ratio", "0.4", "--D", "2e4", "--G", "2",
+            "--store", str(store), "--device", "cuda"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moelaw train: error: device 'cuda': this torch (")
+    assert not store.exists()  # no failed run stored, no empty store created
