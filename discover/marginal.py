@@ -205,7 +205,8 @@ def _no_block_message(table: pd.DataFrame, base: dict) -> str:
         f"{base['S']:g}, Na/N={base['ratio']:g}) or S (at G={base['G']:g}, Na/N={base['ratio']:g}) "
         f"over {_MIN_LEVELS} or more levels at one N and D; G values present: "
         f"{sorted(table['G'].unique().tolist())}, S values: {sorted(table['S'].unique().tolist())}."
-        " Add runs that sweep G or S around the base, or pass base= with the study's base"
+        " Add runs that sweep G or S around the base (in Python, block_optima(table, "
+        "base={...}) takes a study's own base)"
     )
 
 

@@ -269,7 +269,11 @@ class _View:
             hold = table[factor].to_numpy(float) > threshold
         else:
             hold = np.zeros(len(table), bool)
-        return cls(outcome, table, laws, hold, notes, labels(loss_unit(table)))
+        names = labels(loss_unit(table))
+        for symbol, column in outcome.settings.get("split", {}).get("columns", {}).items():
+            meaning = names.get(column, "").partition(" (")[2].rstrip(")")
+            names[symbol] = f"{symbol} (column {column}" + (f": {meaning})" if meaning else ")")
+        return cls(outcome, table, laws, hold, notes, names)
 
     def predictions(self) -> list[tuple[str, np.ndarray]]:
         out = []
@@ -338,8 +342,13 @@ def _predicted_vs_observed(view, predictions):
 
 
 def _residuals(view, predictions):
-    factors = [f for f in ("N", "Na", "D", "G", "S") if f in view.table and
-               view.table[f].nunique() > 1]  # fmt: skip
+    factors = []
+    for f in ("N", "Na", "D", "E", "G", "S"):
+        if f not in view.table or view.table[f].nunique() < 2:
+            continue
+        values = view.table[f].to_numpy(float)
+        if not any(np.array_equal(values, view.table[g].to_numpy(float)) for g in factors):
+            factors.append(f)  # not a copy of one already drawn (N read from Na)
     if not factors:
         return None
     fig, axes = _new_figure(len(predictions), len(factors), width=3.4, height=3.0)
@@ -382,8 +391,8 @@ def _minor_label(value: float, _=None) -> str:
 
 
 def _si(value: float) -> str:
-    """1.6e6 -> "1.6M", 5e5 -> "500k", 4 -> "4"."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    """1.6e6 -> "1.6M", 5e5 -> "500k", 1.31e9 -> "1.31B", 4 -> "4" (B, not G: G is a factor)."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= scale:
             return f"{value / scale:.3g}{suffix}"
     return f"{value:.3g}"
@@ -454,6 +463,9 @@ def _pareto(front):
     chosen = np.array([bool(r.get("chosen")) for r in rows])
     ax.scatter(k[chosen], shown[chosen], marker="*", s=260, facecolor="none",
                edgecolor=LAW_COLOURS[1], linewidth=1.5, label="chosen")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="constants of the law", ylabel="R² on the inner extrapolation rows",
            title="discovered laws: size against inner-extrapolation R²")  # fmt: skip
     ax.legend(fontsize=8)
@@ -510,7 +522,18 @@ def _run_labels(rows: pd.DataFrame) -> list[str]:
     factors = ["N", "D"] + [f for f in ("Na", "E", "G", "S") if f in rows.columns
                             and rows[f].nunique() > 1]  # fmt: skip
     factors = [f for f in factors if f in rows.columns]
-    return ["\n".join(f"{f}={_si(getattr(r, f))}" for f in factors) for r in rows.itertuples()]
+    labels = ["\n".join(f"{f}={_si(r[f])}" for f in factors) for _, r in rows.iterrows()]
+    if len(set(labels)) < len(labels):
+        # Runs alike in every factor (Clark et al.'s routers): name a setting that differs
+        repeated = pd.Series(labels, index=rows.index).duplicated(keep=False).to_numpy()
+        for column in (c for c in rows.columns if c.startswith("extra_")):
+            values = rows.loc[repeated, column].astype(str)
+            if 1 < values.nunique() <= 12:
+                name = column.removeprefix("extra_")
+                labels = [f"{label}\n{name}={value}" for label, value
+                          in zip(labels, rows[column].astype(str), strict=True)]  # fmt: skip
+                break
+    return labels
 
 
 def _extrapolation(view, predictions):

@@ -3,6 +3,7 @@
 import base64
 import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -250,3 +251,32 @@ def test_a_saved_result_is_drawn_on_its_own_runs_in_their_units(tmp_path):
     assert loss_unit(runs.drop(columns="source")) is None
     assert loss_unit(pd.concat([runs, load_table(None)])) is None
     assert labels(None)["loss"] == "loss (nats)" and labels("byte")["D"].endswith("= bytes)")
+
+
+CLARK = Path(__file__).resolve().parents[2] / "shared" / "data" / "clark2022" / "curves.csv.gz"
+
+
+@pytest.mark.skipif(not CLARK.is_file(), reason="Clark et al.'s curves are not in ../shared")
+def test_clark_report_names_mapped_columns_draws_e_and_tells_held_out_runs_apart(tmp_path):
+    from discover.report import _residuals, _run_labels, _si, _View
+    from results import import_clark2022
+
+    import_clark2022(CLARK, tmp_path / "store")
+    outcome = run_compare(str(tmp_path / "store"), laws=["moe_powerlaw4"],
+                          where={"extra_step": 249000}, columns={"N": "Na"},
+                          holdout_threshold=1.3e9)  # fmt: skip
+    table = report_module._table_of(outcome)
+    from discover.workflow import select_rows, use_columns
+
+    table = use_columns(select_rows(table, {"extra_step": 249000}), {"N": "Na"})
+    view = _View.of(outcome, table.reset_index(drop=True))
+    assert view.labels["N"] == "N (column Na: activated non-embedding parameters)"
+    assert view.labels["loss"] == "loss (nats/token)"
+    # Residuals against E (the law's input) and G (Clark's k), N drawn once (Na: the same numbers)
+    fig = _residuals(view, view.predictions())
+    assert [ax.get_xlabel() for ax in fig.axes] == [view.labels[f] for f in ("N", "E", "G")]
+    # The 28 held-out runs: 27 alike in N, D and E pairs; the router tells them apart
+    labels = _run_labels(view.table[view.hold])
+    assert len(labels) == 28 and len(set(labels)) == 28
+    assert any("router_type=S-Base" in label for label in labels)
+    assert _si(1.31e9) == "1.31B" and _si(5e5) == "500k"
