@@ -63,7 +63,7 @@ from scipy.stats import qmc
 
 from discover.data import check_table
 from discover.formula import symbol
-from discover.laws import Law
+from discover.laws import IRREDUCIBLE_NAMES, Law
 from discover.metrics import scores
 from results.errors import InputError
 
@@ -595,6 +595,13 @@ def _check_convergence(result, gradient, problem: _Problem, grad_tol: float) -> 
     constants = problem.law.constants
     edge = {n: ("lower", constants[n].lo) if lo else ("upper", constants[n].hi)
             for n, lo, hi in zip(constants, at_lo, at_hi, strict=True) if lo or hi}  # fmt: skip
+    # A loss floor at 0 sits on a limit of the law, not of the search: nothing to widen
+    floors = [n for n, (side, value) in edge.items()
+              if side == "lower" and value == 0.0 and n in IRREDUCIBLE_NAMES]  # fmt: skip
+    if floors:
+        issues.append(", ".join(floors) + " at 0, the lowest a loss floor can be: the data do "
+                      "not locate an irreducible loss above 0")  # fmt: skip
+    edge = {n: v for n, v in edge.items() if n not in floors}
     if edge:
         where = [f"{n} at its {side} bound {value:.4g}" for n, (side, value) in edge.items()]
         wider = " ".join(f"--bounds {n}=LO:HI" for n in edge)

@@ -196,7 +196,7 @@ IRREDUCIBLE = Bounds(0.0, 10.0)
 SIGNED = Bounds(-100.0, 100.0)
 _EXPONENT_NAMES = {"alpha", "beta", "gamma", "delta", "kappa", "nu", "rho", "tau", "p", "q"}
 #: Names of an irreducible loss: a loss floor cannot be negative.
-_IRREDUCIBLE_NAMES = {"L0", "Linf", "L_inf", "epsilon"}
+IRREDUCIBLE_NAMES = {"L0", "Linf", "L_inf", "epsilon"}
 
 
 def default_bounds(name: str) -> Bounds:
@@ -205,7 +205,7 @@ def default_bounds(name: str) -> Bounds:
     (-100 to 100)."""
     if name in _EXPONENT_NAMES or name.rstrip("0123456789_") in _EXPONENT_NAMES:
         return EXPONENT
-    if name in _IRREDUCIBLE_NAMES:
+    if name in IRREDUCIBLE_NAMES:
         return IRREDUCIBLE
     return SIGNED
 

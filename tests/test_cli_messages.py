@@ -286,3 +286,19 @@ def test_an_unreadable_run_file_names_the_command_that_reruns_it(tmp_path):
     assert "1 unreadable run file(s)" in message
     assert "(`moelaw sweep SPEC` runs only the missing ones)" in message
     assert "skip_corrupt=True in Python" in message
+
+
+def test_a_loss_floor_at_zero_is_not_told_to_widen(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    N = 10 ** rng.uniform(6, 9, 40)
+    loss = (400 * N**-0.3 - 0.1) * np.exp(0.005 * rng.standard_normal(40))  # floor "wants" -0.1
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"N": N, "loss": loss}).to_csv(path, index=False)
+    assert main(["fit", "--formula", "L0 + A*N**(-alpha)", "--data", str(path),
+                 "--bounds", "A=1:1e6:log"]) == 0  # fmt: skip
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "L0 at 0, the lowest a loss floor can be: the data do not locate an irreducible loss"
+        in (out)
+    )
+    assert "--bounds L0" not in out
