@@ -423,7 +423,9 @@ def fit_law(
         runs = [_polish(problem, t, maxiter, grad_tol) for t in scouted[:n_polish]]
         runs = _finish(problem, runs, maxiter, grad_tol)
     best = runs[0]
-    params = dict(zip(law.constants, map(float, problem.constants(best["theta"])), strict=True))
+    # exp(log(bound)) can land an ulp outside the bound: report values inside their interval
+    params = {name: min(max(float(value), b.lo), b.hi) for (name, b), value
+              in zip(law.constants.items(), problem.constants(best["theta"]), strict=True)}  # fmt: skip
     if not best["converged"]:
         warnings.warn(
             f"fit of law {law.name!r} did not converge: {best['message']}",

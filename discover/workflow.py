@@ -165,8 +165,13 @@ def select_rows(table: pd.DataFrame, where: dict | None) -> pd.DataFrame:
     """
     for column, value in (where or {}).items():
         if column not in table.columns:
+            import difflib
+
+            close = difflib.get_close_matches(column, list(map(str, table.columns)), 2, 0.75)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
             raise InputError(
-                f"cannot filter on {column!r}: no such column; available: {list(table.columns)}"
+                f"--where {column}=...: the data has no column {column!r}; {hint}columns: "
+                f"{', '.join(map(str, table.columns))} (`moelaw data show` lists them)"
             )
         if pd.api.types.is_numeric_dtype(table[column]):
             try:
@@ -1011,6 +1016,14 @@ def summarize(table: pd.DataFrame, statuses: dict[str, int] | None = None) -> st
     if "source" in table.columns:
         for source, count in table["source"].value_counts().items():
             lines.append(f"  source {source}: {count} runs")
+    varying = [c for c in table.columns if c not in (*FACTORS, "loss", "source", "run_id")
+               and table[c].astype(str).nunique() > 1]  # fmt: skip
+    if varying:
+        import textwrap
+
+        lines += textwrap.wrap(f"other columns that vary (for --where, --use): "
+                               f"{', '.join(map(str, varying))}", width=98,
+                               initial_indent="  ", subsequent_indent="    ")  # fmt: skip
     for col in (*FACTORS, "loss"):
         if col in table.columns and len(table):
             values = pd.to_numeric(table[col], errors="coerce").astype(float)

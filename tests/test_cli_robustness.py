@@ -512,3 +512,16 @@ def test_constants_named_like_data_columns_or_the_target_are_noted(capsys):
     assert "loss is a constant of the formula and also the column it predicts (--target loss)" in (
         notes
     )
+
+
+def test_a_mistyped_where_column_gets_a_suggestion_and_data_show_lists_the_columns(capsys):
+    assert main(["fit", "--law", "chinchilla", "--where", "extra_stepz=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "moelaw fit: error: --where extra_stepz=...: the data has no column 'extra_stepz'; "
+        "did you mean extra_steps or "
+    )
+    assert "columns: run_id, source, status," in err
+    assert main(["data", "show"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "other columns that vary (for --where, --use): seed, " in out and "extra_steps" in out

@@ -165,3 +165,20 @@ def test_leave_the_largest_out_scores_each_scale():
     assert (folds["r2"] > 1 - 1e-8).all()
     with pytest.raises(InputError, match="needs at least 8"):
         leave_largest_out(table, "N", None, folds=7)
+
+
+@pytest.mark.filterwarnings("ignore::discover.fit.FitConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::discover.fit.IdentifiabilityWarning")
+def test_fitted_constants_stay_inside_their_bounds_to_the_last_digit():
+    # A log-scale constant on its upper bound came back as exp(log(1e8)) = 100000000.00000018
+    from discover.laws import Bounds, law_from_expr
+
+    rng = np.random.default_rng(2)
+    N = 10 ** rng.uniform(6, 9, 50)
+    rows = pd.DataFrame({"N": N, "loss": 1.5 + 3e9 * N**-1.0})  # A wants 3e9
+    law = law_from_expr("L0 + A*N**(-alpha)", ["N"], bounds={
+        "A": Bounds(1.0, 1e8, positive=True), "alpha": Bounds(0.01, 3.0, positive=True)})  # fmt: skip
+    fit = fit_law(law, rows, n_starts=64)
+    assert fit.params["A"] == 1e8
+    for name, b in law.constants.items():
+        assert b.lo <= fit.params[name] <= b.hi
