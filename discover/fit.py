@@ -424,8 +424,9 @@ def fit_law(
         runs = _finish(problem, runs, maxiter, grad_tol)
     best = runs[0]
     # exp(log(bound)) can land an ulp outside the bound: report values inside their interval
-    params = {name: min(max(float(value), b.lo), b.hi) for (name, b), value
-              in zip(law.constants.items(), problem.constants(best["theta"]), strict=True)}  # fmt: skip
+    values = problem.constants(best["theta"])
+    params = {name: min(max(float(value), b.lo), b.hi)
+              for (name, b), value in zip(law.constants.items(), values, strict=True)}  # fmt: skip
     if not best["converged"]:
         warnings.warn(
             f"fit of law {law.name!r} did not converge: {best['message']}",

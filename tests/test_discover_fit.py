@@ -176,8 +176,8 @@ def test_fitted_constants_stay_inside_their_bounds_to_the_last_digit():
     rng = np.random.default_rng(2)
     N = 10 ** rng.uniform(6, 9, 50)
     rows = pd.DataFrame({"N": N, "loss": 1.5 + 3e9 * N**-1.0})  # A wants 3e9
-    law = law_from_expr("L0 + A*N**(-alpha)", ["N"], bounds={
-        "A": Bounds(1.0, 1e8, positive=True), "alpha": Bounds(0.01, 3.0, positive=True)})  # fmt: skip
+    bounds = {"A": Bounds(1.0, 1e8, positive=True), "alpha": Bounds(0.01, 3.0, positive=True)}
+    law = law_from_expr("L0 + A*N**(-alpha)", ["N"], bounds=bounds)
     fit = fit_law(law, rows, n_starts=64)
     assert fit.params["A"] == 1e8
     for name, b in law.constants.items():
