@@ -565,8 +565,7 @@ def describe(point: Mapping[str, Any]) -> str:
 def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedRun:
     """Resolve one point of a spec into a run configuration, refusing impossible targets."""
     from trainer.accounting import flops_per_token
-    from trainer.config import RunConfig, TrainConfig
-    from trainer.data import check_length, token_count
+    from trainer.config import RunConfig, TrainConfig, check_length, token_count
     from trainer.solve import solve_architecture
 
     where = f"point ({describe(point)})"

@@ -206,7 +206,8 @@ def test_a_data_file_too_short_for_a_window_is_refused_when_planning(tmp_path):
 def test_token_count_reads_sizes_and_array_headers(tmp_path):
     import numpy as np
 
-    from trainer.data import read_tokens, token_count
+    from trainer.config import token_count
+    from trainer.data import read_tokens
 
     tokens = np.arange(700, dtype=np.uint16) % 300
     np.save(tmp_path / "a.npy", tokens)
@@ -214,3 +215,18 @@ def test_token_count_reads_sizes_and_array_headers(tmp_path):
     (tmp_path / "a.txt").write_bytes(bytes(range(256)) * 3)
     for name, n in (("a.npy", 700), ("a.bin", 700), ("a.txt", 768)):
         assert token_count(tmp_path / name) == n == len(read_tokens(tmp_path / name, 512))
+
+
+def test_planning_a_sweep_imports_no_torch():
+    # The driver plans before any privilege or environment change; torch is for the workers
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from cluster.spec import load_spec, plan; "
+            "plan(load_spec('results/bundled/cpu-moe-v2/spec.toml')); "
+            "print('torch' in sys.modules)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

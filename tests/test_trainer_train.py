@@ -220,3 +220,33 @@ def test_moelaw_train_on_a_missing_device_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("moelaw train: error: device 'cuda': this torch (")
     assert not store.exists()  # no failed run stored, no empty store created
+
+
+def test_a_checkpoint_folder_removed_mid_run_does_not_end_the_run(
+    tmp_path, monkeypatch, tiny_result
+):
+    # Two sweeps training the same run into one store: the one that finishes first removes the
+    # run's checkpoint folder while the other is writing. The write is retried, then skipped.
+    import shutil
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save_after_the_folder_went(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the other sweep removes the folder just before the first write
+            shutil.rmtree(Path(path).parent)
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_after_the_folder_went)
+    result = train(RunConfig.tiny(data=(AUSTEN,)), checkpoint_dir=tmp_path / "ckpt")
+    assert result.loss == pytest.approx(tiny_result.loss, abs=1e-6)
+    assert calls["n"] >= 2 and (tmp_path / "ckpt").is_dir()
+
+    def never(obj, path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", never)
+    with pytest.warns(train_module.CheckpointWarning, match="No space left on device"):
+        again = train(RunConfig.tiny(data=(AUSTEN,)), checkpoint_dir=tmp_path / "other")
+    assert again.loss == pytest.approx(tiny_result.loss, abs=1e-6)

@@ -428,3 +428,35 @@ def _check_keys(where: str, d: Mapping[str, Any], valid: set[str], required: set
     missing = sorted(required - set(d))
     if missing:
         raise InputError(f"{where} is missing required keys {missing}; add them.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data files (no torch: sweeps check them when they are planned)
+
+
+def token_count(path) -> int:
+    """Tokens in a data file, from its size or array header alone (nothing is read or checked):
+    bytes of a text file, two-byte tokens of a ``.bin``, the length of a ``.npy`` array."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        import numpy as np
+
+        return int(np.load(p, mmap_mode="r").size)
+    return p.stat().st_size // (2 if p.suffix == ".bin" else 1)
+
+
+def check_length(path, n_tokens: int, seq_len: int, val_fraction: float) -> None:
+    """Refuse a file of ``n_tokens`` whose training or validation part (the last
+    ``ceil(n_tokens * val_fraction)`` tokens) is shorter than one window of ``seq_len + 1``.
+
+    Raises:
+        InputError: naming the file, both parts' lengths and the fixes.
+    """
+    val = math.ceil(n_tokens * val_fraction)
+    train, need = n_tokens - val, seq_len + 1
+    if train < need or val < need:
+        raise InputError(
+            f"data file {os.fspath(path)!r} is too short: its training part has {train} "
+            f"bytes and its validation part {val}, each needs at least seq_len+1="
+            f"{need}. Use a longer file, a shorter seq_len, or a larger val_fraction."
+        )

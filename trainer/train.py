@@ -237,6 +237,10 @@ def torch_device(name: str) -> torch.device:
     return device
 
 
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be written; training went on without it."""
+
+
 class _Trainer:
     """One training run's state; :meth:`run` does the work, :meth:`_train_step` one step."""
 
@@ -410,7 +414,6 @@ class _Trainer:
         """Write model, optimiser, generator and curve atomically (when checkpointing)."""
         if self.checkpoint is None:
             return
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "identity": self.run_cfg.identity(),
             "step": self.step,
@@ -424,8 +427,22 @@ class _Trainer:
             "late_counts": self.late_counts_LE.cpu(),
         }
         tmp = self.checkpoint.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        # Another sweep training the same run into the same store removes the folder when its
+        # copy finishes; a checkpoint only saves time, so a failed write is retried once and
+        # then skipped with a warning, never the end of the run.
+        for attempt in (1, 2):
+            try:
+                self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(state, tmp)
+                os.replace(tmp, self.checkpoint)
+                return
+            except (OSError, RuntimeError) as err:
+                if tmp.parent.is_dir():
+                    tmp.unlink(missing_ok=True)
+                if attempt == 2:
+                    message = f"checkpoint at step {self.step} not written ({err}); the run "
+                    message += "goes on, and can only resume from an earlier checkpoint"
+                    warnings.warn(message, CheckpointWarning, stacklevel=2)
 
     def _resume(self) -> bool:
         """Load a checkpoint of this same run, if one exists; return whether one was loaded."""
