@@ -1,26 +1,21 @@
 """A safe parser for scaling-law formulas typed by a user.
 
 The text is parsed with Python's :mod:`ast` module and the sympy expression is built node by node
-from a
-short whitelist; nothing is ever passed to ``eval``, ``exec`` or ``sympy.sympify``. What is
+from a short whitelist; nothing is ever passed to ``eval``, ``exec`` or ``sympy.sympify``. What is
 accepted:
 
 - numbers (integers and decimals, ``1e-3`` included) and names (letters, digits and ``_``, not
-starting
-  with ``_``);
+  starting with ``_``);
 - ``+``, ``-``, ``*``, ``/``, ``**``, unary ``-`` and ``+``, parentheses;
 - ``^`` as a power: it is rewritten to ``**`` before parsing, so ``a + b^2`` means ``a + b**2`` (the
   notation papers use), never Python's exclusive-or;
 - calls to ``log`` (natural), ``exp``, ``sqrt``, ``abs``, ``min`` and ``max``, with positional
-arguments.
+  arguments.
 
 Everything else (attributes, subscripts, strings, lambdas, comprehensions, keyword arguments,
-unknown
-functions, comparisons) is refused with an :class:`~results.errors.InputError` naming what was
-refused,
-as are numeric exponents above :data:`MAX_EXPONENT` in size, nesting deeper than :data:`MAX_DEPTH`
-and text
-longer than :data:`MAX_LENGTH` characters.
+unknown functions, comparisons) is refused with an :class:`~results.errors.InputError` naming what
+was refused, as are numeric exponents above :data:`MAX_EXPONENT` in size, nesting deeper than
+:data:`MAX_DEPTH` and text longer than :data:`MAX_LENGTH` characters.
 
 Symbols come from :func:`symbol`, so a parsed formula and a library law share the same sympy
 symbols.
@@ -62,10 +57,9 @@ def symbol(name: str) -> sympy.Symbol:
     """Return the sympy symbol moelaw uses for ``name``.
 
     Factors carry their sign: ``N, Na, D, G, E`` are positive and ``S`` is non-negative. Any other
-    name
-    (a law constant, or an input of a custom law) is a real symbol. Using one factory everywhere
-    makes a
-    parsed formula, a library law and a discovered law compare equal symbol by symbol.
+    name (a law constant, or an input of a custom law) is a real symbol. Using one factory
+    everywhere makes a parsed formula, a library law and a discovered law compare equal symbol by
+    symbol.
 
     Parameters
     ----------
@@ -335,7 +329,7 @@ def near_miss_constants(expr: sympy.Expr, inputs, names) -> list[str]:
     list of str
         One note per suspect constant, naming the look-alikes, e.g. ``"Nn is read as a
         constant, not an input: there is no column 'Nn'; did you mean N?"``, or saying that a
-        constant placed like an input is itself one of ``names``. Empty when none.
+        constant is named like one of ``names``. Empty when none.
 
     Examples
     --------

@@ -63,12 +63,10 @@ def extrapolation_split(df: pd.DataFrame, factor: str, quantile=None, threshold=
         Column to split on, e.g. ``"N"``.
     quantile : float or "max", optional
         Hold out rows whose ``factor`` is above this quantile of the column (``0.8`` holds out the
-        top
-        fifth); ``"max"`` holds out the rows at the largest value only.
+        top fifth); ``"max"`` holds out the rows at the largest value only.
     threshold : float, optional
         Hold out rows whose ``factor`` is strictly above this value. Give exactly one of
-        ``quantile``
-        and ``threshold``.
+        ``quantile`` and ``threshold``.
 
     Returns
     -------
@@ -79,8 +77,7 @@ def extrapolation_split(df: pd.DataFrame, factor: str, quantile=None, threshold=
     ------
     InputError
         Unknown column, both or neither of ``quantile``/``threshold``, or a split that leaves one
-        side
-        empty.
+        side empty.
     """
     if factor not in df.columns:
         raise InputError(f"no column {factor!r} to split on; available: {list(df.columns)}")

@@ -1,10 +1,8 @@
 """Optimal values of one factor of a law, derived with sympy.
 
 For a factor ``x`` (e.g. ``G`` or ``S``) the optimum solves ``dL/dx = 0`` with ``d2L/dx2 > 0`` (a
-minimum
-of the loss). For the joint MoE law the bracket ``e G + f/G + m S^2 + n S`` multiplies a positive
-factor,
-so ``G* = sqrt(f/e)`` and ``S* = -n/(2m)``, free of ``N``, ``Na`` and ``D``.
+minimum of the loss). For the joint MoE law the bracket ``e G + f/G + m S^2 + n S`` multiplies a
+positive factor, so ``G* = sqrt(f/e)`` and ``S* = -n/(2m)``, free of ``N``, ``Na`` and ``D``.
 """
 
 from __future__ import annotations
