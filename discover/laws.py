@@ -1,8 +1,9 @@
 """The library of scaling laws: each a sympy expression, its inputs, and bounds for its constants.
 
 Inputs are the paper's factors (``N, Na, D, G, S, E``; see :mod:`discover`), constants are every
-other symbol of the expression. A constant's :class:`Bounds` say where the fitter searches for it and how:
-``positive=True`` constants are searched and fitted in log space, the others on a linear scale.
+other symbol of the expression. A constant's :class:`Bounds` say where the fitter searches for it
+and how: ``positive=True`` constants are searched and fitted in log space, the others on a linear
+scale.
 
 Units, for every law below: ``N`` and ``Na`` count non-embedding parameters, ``D`` counts training
 tokens, ``G`` and ``E`` count experts, ``S`` is a ratio, and the loss is in nats per token (per
