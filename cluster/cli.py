@@ -400,20 +400,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     from discover.workflow import summarize
 
     table = load_table(args.source)
-    print(summarize(table, _statuses(args.source)))
+    print(summarize(table, _statuses(args.source, len(table))))
     return 0
 
 
-def _statuses(source) -> dict[str, int] | None:
-    """Runs per status when ``source`` is a results store (the bundled one when None)."""
+def _statuses(source, n_ok: int) -> dict[str, int] | None:
+    """Runs per status when ``source`` is a results store (the bundled one when None): the
+    ``n_ok`` runs read, and the failed ones (every stored run id, listed without reading a file,
+    less those)."""
     import results
     from results.store import MARKER_NAME, Store
 
     path = Path(results.bundled_store_path() if source is None else source)
     if not (path / MARKER_NAME).is_file():
         return None
-    runs = Store(path, create=False).runs(status=None)
-    return {str(k): int(v) for k, v in runs["status"].value_counts().items()}
+    return {"ok": n_ok, "failed": len(Store(path, create=False).ids(status=None)) - n_ok}
 
 
 # ----------------------------------------------------------------------------------------------

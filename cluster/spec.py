@@ -565,7 +565,7 @@ def describe(point: Mapping[str, Any]) -> str:
 def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedRun:
     """Resolve one point of a spec into a run configuration, refusing impossible targets."""
     from trainer.accounting import flops_per_token
-    from trainer.config import RunConfig, TrainConfig, check_length, token_count
+    from trainer.config import RunConfig, TrainConfig
     from trainer.solve import solve_architecture
 
     where = f"point ({describe(point)})"
@@ -573,8 +573,6 @@ def plan_point(point: Mapping[str, Any], seed: int, spec: SweepSpec) -> PlannedR
         raise InputError(f"{where}: no D (training tokens); set D in [defaults].")
     _check_integers(point, where)
     _check_tokens(point, where)
-    for f in spec.files:  # each file must hold a window of seq_len+1 bytes in both of its parts
-        check_length(f, token_count(f), int(point["seq_len"]), spec.val_fraction)
     n_total, n_active = _factor_targets(point, where)
 
     # 1. The architecture that realises the factor targets.
@@ -626,6 +624,13 @@ def plan(spec: SweepSpec) -> list[PlannedRun]:
                 f"data file '{f}' of sweep '{spec.name}' does not exist; fix [data] files "
                 "(paths are relative to the spec file)."
             )
+    # Each file must hold a window of seq_len+1 tokens in both of its parts, at every seq_len
+    from trainer.config import check_length, token_count
+
+    counts = {f: token_count(f) for f in spec.files}
+    for seq_len in sorted({int(p["seq_len"]) for p in spec.points if "seq_len" in p}):
+        for f, n in counts.items():
+            check_length(f, n, seq_len, spec.val_fraction)
     runs: dict[str, PlannedRun] = {}
     for index, point in enumerate(spec.points):
         for seed in spec.seeds_of(index):

@@ -142,6 +142,10 @@ except Exception:
 """
 
 
+#: Addresses that answered in this process: checked once, not again by each sweep or session.
+_REACHED: set[str] = set()
+
+
 def check_reachable(address: str, timeout_s: float) -> None:
     """Refuse an address where no Ray cluster answers within ``timeout_s`` seconds.
 
@@ -150,6 +154,8 @@ def check_reachable(address: str, timeout_s: float) -> None:
     its connect timeout from ``RAY_py_gcs_connect_timeout_s`` (default 30 s), which the child gets
     set to the same bound.
     """
+    if address in _REACHED:
+        return
     env = {**os.environ, "RAY_py_gcs_connect_timeout_s": str(max(1, math.ceil(timeout_s)))}
     child = subprocess.Popen(
         [sys.executable, "-c", _PROBE, address],
@@ -165,6 +171,7 @@ def check_reachable(address: str, timeout_s: float) -> None:
         child.wait()
         status = None
     if status in (0, 3):
+        _REACHED.add(address)
         return
     raise InputError(
         f"cannot reach a Ray cluster at {address} within {timeout_s:g} s; start one with "
